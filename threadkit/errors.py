@@ -96,7 +96,7 @@ class MissingExtraError(ThreadkitError, ImportError):
         self.package = package
         what = feature or f"this feature needs {package!r}"
         super().__init__(
-            f"{what}, which is not installed. Install it with: pip install \"threadkit[{extra}]\"",
+            f'{what}, which is not installed. Install it with: pip install "threadkit[{extra}]"',
             name=package,
         )
 
