@@ -65,6 +65,10 @@ class _Base(msgspec.Struct, kw_only=True):
     """Keyword-only struct base: readable construction, stable under field additions."""
 
 
+class _Value(msgspec.Struct, kw_only=True, frozen=True):
+    """Immutable small value (safe as a field default)."""
+
+
 # --------------------------------------------------------------------------- content parts
 
 
@@ -317,7 +321,7 @@ class RunStepStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
-class Usage(_Base):
+class Usage(_Value, frozen=True):
     """Token usage (tokens, not characters)."""
 
     prompt_tokens: int = 0
@@ -332,7 +336,7 @@ class Usage(_Base):
         )
 
 
-class LastError(_Base):
+class LastError(_Value, frozen=True):
     """Why a run or step failed. ``code`` is ``server_error``, ``rate_limit_exceeded`` or
     ``invalid_prompt`` as in the specs (threadkit adds ``tool_error`` for local tools)."""
 
@@ -340,13 +344,13 @@ class LastError(_Base):
     message: str
 
 
-class IncompleteDetails(_Base):
+class IncompleteDetails(_Value, frozen=True):
     """Why a run ended ``incomplete``: ``max_completion_tokens`` or ``max_prompt_tokens``."""
 
     reason: str
 
 
-class TruncationStrategy(_Base, frozen=True):
+class TruncationStrategy(_Value, frozen=True):
     """How the model context is cut from the thread (spec ``TruncationObject``, plus ``none``).
 
     * ``auto``: the newest messages that fit the token budget (``max_prompt_tokens`` of the
