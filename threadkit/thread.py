@@ -119,6 +119,15 @@ class AgentThread(Protocol):
         before: str | None = None,
     ) -> AsyncIterator[Message]: ...
 
+    async def list_messages(
+        self,
+        *,
+        order: Order = "asc",
+        limit: int = 100,
+        after: str | None = None,
+        before: str | None = None,
+    ) -> Page[Message]: ...
+
     async def get_message(self, message_id: str) -> Message: ...
 
     async def run(
@@ -138,6 +147,14 @@ class AgentThread(Protocol):
 
     def runs(self, order: Order = "desc", *, limit: int | None = None) -> AsyncIterator[Run]: ...
 
+    async def list_runs(
+        self, *, order: Order = "desc", limit: int = 100, after: str | None = None
+    ) -> Page[Run]: ...
+
+    async def list_run_steps(
+        self, run_id: str, *, order: Order = "asc", limit: int = 100, after: str | None = None
+    ) -> Page[RunStep]: ...
+
     def run_steps(self, run_id: str, order: Order = "asc") -> AsyncIterator[RunStep]: ...
 
     async def submit_tool_outputs(self, run_id: str, outputs: Sequence[ToolOutput]) -> Run: ...
@@ -151,6 +168,8 @@ class AgentThread(Protocol):
     async def export(self) -> dict[str, Any]: ...
 
     async def info(self) -> ThreadInfo: ...
+
+    async def close(self) -> None: ...
 
 
 @runtime_checkable
@@ -363,6 +382,16 @@ class BaseAgentThread(abc.ABC):
     @abc.abstractmethod
     async def info(self) -> ThreadInfo:
         """The thread's registry entry (times, metadata, message count)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release what this thread owns (the backend :func:`threadkit.resume` opened for it).
+        The default does nothing."""
+
+    async def __aenter__(self) -> BaseAgentThread:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     # -- shared behaviour ----------------------------------------------------------------
     async def messages(
