@@ -280,7 +280,11 @@ class RunEngine:
             ThreadNotFoundError, RunNotFoundError: unknown ids.
             StoreError: the store failed (the run stays as it was stored last).
         """
-        calls = 0
+        # the guard counts the run's model calls across process() calls: each answered call
+        # left one run step, and every tool turn ends one process() and starts another
+        calls = len(
+            (await self.store.list_steps(thread_id, run_id, limit=self.max_model_calls)).data
+        )
         while True:
             run = await self.get_run(thread_id, run_id)
             if run.status is RunStatus.QUEUED:
