@@ -582,7 +582,8 @@ class RedisStore(BaseStore):
         owns_client: whether :meth:`close` closes ``client``.
 
     Raises:
-        ConfigError: (key ``store``) empty prefix or a non-positive ``ttl``.
+        ConfigError: (key ``store``) empty prefix, a non-positive ``ttl``, or a client that
+            decodes responses.
     """
 
     schemes = ("redis", "rediss", "unix")
@@ -603,6 +604,12 @@ class RedisStore(BaseStore):
             raise ConfigError(f"ttl must be a positive number of seconds, got {ttl!r}", key="store")
         # redis-py types its commands as sync-or-async unions; the asyncio client is async.
         self._client: Any = client
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None and pool.connection_kwargs.get("decode_responses"):
+            raise ConfigError(
+                "RedisStore needs a client with decode_responses=False (values are bytes)",
+                key="store",
+            )
         self._prefix = prefix
         self._ttl = ttl
         self._url = url or "redis://127.0.0.1:6379/0"
@@ -655,7 +662,6 @@ class RedisStore(BaseStore):
                     f"ttl must be whole seconds, got {own['ttl']!r}", key="store"
                 ) from exc
         client_url = urlunsplit(parts._replace(query=urlencode(rest)))
-        client_options.setdefault("decode_responses", False)
         client = aioredis.from_url(client_url, **client_options)
         locator = _locator(parts, rest, prefix, ttl)
         return cls(client, prefix=prefix, ttl=ttl, url=locator, owns_client=True)
