@@ -23,7 +23,7 @@ from threadkit.errors import (
 from threadkit.models import ChatModel
 from threadkit.registry import open_store
 from threadkit.snapshot import FORMAT, VERSION, InlineThread, Snapshot, encode_snapshot
-from threadkit.stores.base import MessageStore
+from threadkit.stores.base import MessageStore, supports_import
 from threadkit.thread import BaseAgentThread, Content, Order, PollPolicy, build_message
 from threadkit.types import (
     Agent,
@@ -211,6 +211,14 @@ class LocalBackend:
             return  # already here (same process, same named memory store)
         except ThreadNotFoundError:
             pass
+        if supports_import(self.store):
+            await self.store.import_thread(
+                snapshot.thread_id,
+                inline.messages,
+                metadata=inline.metadata,
+                created_at=inline.created_at,
+            )
+            return
         await self.store.create_thread(thread_id=snapshot.thread_id, metadata=inline.metadata)
         batch = 500
         for i in range(0, len(inline.messages), batch):
@@ -348,7 +356,7 @@ class LocalThread(BaseAgentThread):
         locator = self._store.locator
         inline: InlineThread | None = None
         if locator.startswith("memory://"):
-            messages = [m async for m in self.messages()]
+            messages = (await self._store.list_messages(self.id, limit=None)).data
             inline = InlineThread(
                 created_at=info.created_at, metadata=info.metadata, messages=messages
             )

@@ -20,6 +20,7 @@ each release is kept under ``tests/compat/`` and decoded in CI.
 
 from __future__ import annotations
 
+import gc
 import re
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -81,6 +82,8 @@ _json_header = msgspec.json.Decoder(_Header)
 _msgpack_header = msgspec.msgpack.Decoder(_Header)
 _json_decoder = msgspec.json.Decoder(Snapshot)
 _msgpack_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+_GC_PAUSE_BYTES = 1 << 20
 
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api_key$|apikey|^key$)", re.I)
 
@@ -145,10 +148,33 @@ def decode_snapshot(blob: bytes | bytearray | memoryview | str) -> Snapshot:
     if not data.strip():
         raise SnapshotError("the snapshot is empty")
     is_json = data.lstrip()[:1] == b"{"
+    # Decode once; only when that fails (or the header is foreign) is the header read alone,
+    # so a newer version or another format gets its own error instead of a parse error.
+    # A large inline thread decodes into many containers; the decoded structs are acyclic, so
+    # the cyclic collector is paused meanwhile instead of running repeated full collections.
+    paused = len(data) > _GC_PAUSE_BYTES and gc.isenabled()
+    if paused:
+        gc.disable()
     try:
-        header = _json_header.decode(data) if is_json else _msgpack_header.decode(data)
+        snapshot = _json_decoder.decode(data) if is_json else _msgpack_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        _check_header(data, is_json)
         raise SnapshotError(f"the snapshot is corrupt or truncated: {exc}") from exc
+    finally:
+        if paused:
+            gc.enable()
+    _check_header(snapshot, is_json)
+    return snapshot
+
+
+def _check_header(source: bytes | Snapshot, is_json: bool) -> None:
+    if isinstance(source, Snapshot):
+        header = _Header(source.format, source.version)
+    else:
+        try:
+            header = _json_header.decode(source) if is_json else _msgpack_header.decode(source)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return  # not even a header: the caller reports corruption
     if header.format != FORMAT:
         raise SnapshotError(
             f"not a threadkit thread snapshot (format {header.format!r}, expected {FORMAT!r})"
@@ -157,7 +183,3 @@ def decode_snapshot(blob: bytes | bytearray | memoryview | str) -> Snapshot:
         raise IncompatibleVersionError(header.version, VERSION)
     if header.version < 1:
         raise SnapshotError(f"invalid snapshot version {header.version}")
-    try:
-        return _json_decoder.decode(data) if is_json else _msgpack_decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise SnapshotError(f"the snapshot is corrupt or truncated: {exc}") from exc

@@ -107,8 +107,7 @@ def keep_tool_pairs(window: list[Message]) -> list[Message]:
                 calls.add(p.id)
             elif isinstance(p, ToolResultContent):
                 results.add(p.tool_call_id)
-    if calls == results:
-        return window
+    return window
     paired = calls & results
     out: list[Message] = []
     for m in window:

@@ -61,18 +61,28 @@ Role: TypeAlias = Literal["user", "assistant", "system", "tool"]
 """Who wrote a message. ``tool`` messages carry :class:`ToolResultContent` parts."""
 
 
-class _Base(msgspec.Struct, kw_only=True):
-    """Keyword-only struct base: readable construction, stable under field additions."""
+class _Base(msgspec.Struct, kw_only=True, gc=False):
+    """Keyword-only struct base: readable construction, stable under field additions.
+
+    ``gc=False``: these structs hold only strings, numbers and containers of them, so they never
+    form reference cycles; untracked by the garbage collector, bulk decodes are ~2x faster
+    (msgspec ``docs/perf-tips``).
+    """
 
 
-class _Value(msgspec.Struct, kw_only=True, frozen=True):
+class _Compact(_Base, omit_defaults=True):
+    """Base of the bulk data (messages and their parts): fields left at their default are not
+    encoded, which keeps stored rows and snapshots small. Decoding restores the defaults."""
+
+
+class _Value(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """Immutable small value (safe as a field default)."""
 
 
 # --------------------------------------------------------------------------- content parts
 
 
-class _Part(_Base, tag_field="type"):
+class _Part(_Compact, tag_field="type"):
     """Base of the content-part tagged union."""
 
 
@@ -141,14 +151,14 @@ ContentPart: TypeAlias = (
 """Any message content part; the ``type`` field tells which."""
 
 
-class Attachment(_Base):
+class Attachment(_Compact):
     """A file attached to a message for tools (Assistants ``attachments``): id plus tool specs."""
 
     file_id: str
     tools: list[dict[str, Any]] = []
 
 
-class Message(_Base):
+class Message(_Compact):
     """One message of a thread.
 
     Attributes:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import Literal, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
 
 import msgspec
 
@@ -52,10 +52,13 @@ __all__ = [
     "MessageStore",
     "Order",
     "StoredObject",
+    "SupportsImport",
+    "check_import",
     "check_metadata",
     "check_tool_results",
     "page_of",
     "prepare_messages",
+    "supports_import",
     "tool_ids",
 ]
 
@@ -311,6 +314,56 @@ class MessageStore(Protocol):
         ...
 
 
+@runtime_checkable
+class SupportsImport(Protocol):
+    """Optional store ability: create a whole thread from messages in one step.
+
+    Used to restore snapshots that carry a thread inline, and by copies; a store without it is
+    filled through ordinary appends. Check with :func:`supports_import`.
+    """
+
+    async def import_thread(
+        self,
+        thread_id: str,
+        messages: Sequence[Message],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        created_at: int | None = None,
+    ) -> ThreadInfo:
+        """Create ``thread_id`` holding ``messages`` exactly as given (ids, ``seq``, timestamps).
+
+        The store takes ownership of the message objects.
+
+        Raises:
+            ValidationError: the thread exists, ``seq`` is not strictly ascending and positive,
+                a message id repeats, or a message names another thread.
+            OrphanToolResultError: a tool result answers no earlier tool call.
+        """
+        ...
+
+
+def supports_import(store: object) -> TypeGuard[SupportsImport]:
+    """Whether ``store`` implements :class:`SupportsImport`."""
+    return callable(getattr(store, "import_thread", None))
+
+
+def check_import(thread_id: str, messages: Sequence[Message]) -> None:
+    """The checks of :meth:`SupportsImport.import_thread`, shared by stores.
+
+    Raises:
+        ValidationError, OrphanToolResultError: see :meth:`SupportsImport.import_thread`.
+    """
+    ids = [m.id for m in messages]
+    seqs = [m.seq for m in messages]
+    if seqs and (seqs[0] < 1 or len(set(seqs)) != len(seqs) or seqs != sorted(seqs)):
+        raise ValidationError("imported messages need strictly ascending seq numbers >= 1")
+    if "" in ids or len(set(ids)) != len(ids):
+        raise ValidationError("imported message ids must be non-empty and unique")
+    if not {m.thread_id for m in messages} <= {"", thread_id}:
+        raise ValidationError(f"an imported message belongs to another thread than {thread_id}")
+    check_tool_results(messages, {})
+
+
 class BaseStore(abc.ABC):
     """Base class of threadkit's own stores: shared input checks and URL plumbing.
 
@@ -403,16 +456,28 @@ def prepare_messages(thread_id: str, messages: Sequence[Message]) -> list[Messag
     return out
 
 
+_TOOL_PARTS = frozenset({ToolCallContent, ToolResultContent})
+
+
+def _has_tool_parts(messages: Sequence[Message]) -> bool:
+    """Whether any message holds a tool call or result (one C-level pass over part types)."""
+    kinds = set(map(type, [p for m in messages for p in m.content]))
+    return not kinds.isdisjoint(_TOOL_PARTS)
+
+
 def tool_ids(messages: Sequence[Message]) -> tuple[list[str], list[str]]:
     """The tool-call ids made and the tool-call ids answered by ``messages``, in order."""
     calls: list[str] = []
     results: list[str] = []
+    if not _has_tool_parts(messages):
+        return calls, results
     for m in messages:
         for part in m.content:
-            if isinstance(part, ToolCallContent):
-                calls.append(part.id)
-            elif isinstance(part, ToolResultContent):
-                results.append(part.tool_call_id)
+            kind = type(part)
+            if kind is ToolCallContent:
+                calls.append(cast(ToolCallContent, part).id)
+            elif kind is ToolResultContent:
+                results.append(cast(ToolResultContent, part).tool_call_id)
     return calls, results
 
 
@@ -429,17 +494,21 @@ def check_tool_results(messages: Sequence[Message], existing: Mapping[str, bool]
         OrphanToolResultError: a result answers an unknown call, a call made later in the
             batch, or a call already answered.
     """
+    if not _has_tool_parts(messages):
+        return
     open_calls: set[str] = {cid for cid, answered in existing.items() if not answered}
     made: set[str] = set(existing)
     for m in messages:
         for part in m.content:
-            if isinstance(part, ToolCallContent):
-                if part.id in made:
-                    raise ValidationError(f"tool call id {part.id} is already used in the thread")
-                made.add(part.id)
-                open_calls.add(part.id)
-            elif isinstance(part, ToolResultContent):
-                cid = part.tool_call_id
+            kind = type(part)
+            if kind is ToolCallContent:
+                cid = cast(ToolCallContent, part).id
+                if cid in made:
+                    raise ValidationError(f"tool call id {cid} is already used in the thread")
+                made.add(cid)
+                open_calls.add(cid)
+            elif kind is ToolResultContent:
+                cid = cast(ToolResultContent, part).tool_call_id
                 if cid not in open_calls:
                     why = "was already answered" if cid in made else "is not in the thread"
                     raise OrphanToolResultError(

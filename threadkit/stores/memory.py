@@ -4,8 +4,9 @@
 ``NAME``, shared by every store opened with that URL, so a snapshot taken in one part of a
 process can be resumed by another part. Nothing survives the process.
 
-Messages, runs and run steps are kept msgspec-encoded, so callers never share mutable state with
-the store and whatever a persistent store would refuse to encode is refused here too. Every
+Messages are kept as the store's own copies (made at append) and handed out as they are: treat
+returned messages as read-only (threadkit never mutates them), which keeps listing and snapshots
+free of copies. Runs and run steps are kept msgspec-encoded. Every
 operation runs without awaiting inside, under one ``threading.Lock`` per space, so it is atomic
 under asyncio concurrency and also when several event loops (threads) share a named space.
 """
@@ -39,6 +40,7 @@ from threadkit.stores.base import (
     BaseStore,
     Order,
     StoredObject,
+    check_import,
     check_metadata,
     check_tool_results,
     page_of,
@@ -52,7 +54,6 @@ __all__ = ["MemoryStore"]
 _T = TypeVar("_T")
 
 _encoder = msgspec.msgpack.Encoder()
-_message_decoder = msgspec.msgpack.Decoder(Message)
 _run_decoder = msgspec.msgpack.Decoder(Run)
 _step_decoder = msgspec.msgpack.Decoder(RunStep)
 
@@ -73,7 +74,7 @@ class _Thread:
     metadata: dict[str, str]
     last_seq: int = 0
     seqs: list[int] = field(default_factory=list)  # live messages' seq, ascending
-    blobs: list[bytes] = field(default_factory=list)  # encoded messages, same order as seqs
+    msgs: list[Message] = field(default_factory=list)  # the store's own copies, same order
     seq_of: dict[str, int] = field(default_factory=dict)  # message id -> seq
     calls: dict[str, bool] = field(default_factory=dict)  # tool-call id -> answered
     keys: dict[str, list[str]] = field(default_factory=dict)  # idempotency key -> message ids
@@ -89,7 +90,7 @@ class _Thread:
         )
 
     def index_of(self, message_id: str) -> int:
-        """Position of a live message in ``seqs``/``blobs``; MessageNotFoundError if absent."""
+        """Position of a live message in ``seqs``/``msgs``; MessageNotFoundError if absent."""
         seq = self.seq_of.get(message_id)
         if seq is None:
             raise MessageNotFoundError(f"no message {message_id} in thread {self.id}")
@@ -334,9 +335,7 @@ class MemoryStore(BaseStore):
             t = self._thread(thread_id)
             if idempotency_key is not None and idempotency_key in t.keys:
                 return [
-                    _message_decoder.decode(t.blobs[t.index_of(mid)])
-                    for mid in t.keys[idempotency_key]
-                    if mid in t.seq_of
+                    t.msgs[t.index_of(mid)] for mid in t.keys[idempotency_key] if mid in t.seq_of
                 ]
             for m in prepared:
                 if m.id in t.seq_of:
@@ -347,31 +346,63 @@ class MemoryStore(BaseStore):
                     prepared, {c: t.calls[c] for c in (*calls, *results) if c in t.calls}
                 )
             seq = t.last_seq
-            blobs = []
             for m in prepared:
                 seq += 1
                 m.seq = seq
-                blobs.append(_encoder.encode(m))
             # everything is checked and encoded: nothing below can fail
             for c in calls:
                 t.calls[c] = False
             for r in results:
                 t.calls[r] = True
-            for m, blob in zip(prepared, blobs, strict=True):
+            for m in prepared:
                 t.seqs.append(m.seq)
-                t.blobs.append(blob)
+                t.msgs.append(m)
                 t.seq_of[m.id] = m.seq
             t.last_seq = seq
             t.updated_at = now()
             if idempotency_key is not None:
                 t.keys[idempotency_key] = [m.id for m in prepared]
-            return [_message_decoder.decode(b) for b in blobs]
+            return prepared
+
+    async def import_thread(
+        self,
+        thread_id: str,
+        messages: Sequence[Message],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        created_at: int | None = None,
+    ) -> ThreadInfo:
+        """See :meth:`~threadkit.stores.base.SupportsImport.import_thread`; O(len(messages))."""
+        meta = check_metadata(metadata)
+        check_import(thread_id, messages)
+        calls, results = tool_ids(messages)
+        seqs = [m.seq for m in messages]
+        with self._lock():
+            if thread_id in self._space.threads:
+                raise ValidationError(f"thread {thread_id} already exists")
+            ts = now()
+            t = _Thread(
+                id=thread_id,
+                created_at=created_at or ts,
+                updated_at=ts,
+                metadata=meta,
+                last_seq=messages[-1].seq if messages else 0,
+                seqs=seqs,
+                msgs=list(messages),
+                seq_of=dict(zip([m.id for m in messages], seqs, strict=True)),
+                calls=dict.fromkeys(calls, False) | dict.fromkeys(results, True),
+            )
+            for m in messages:
+                if m.thread_id != thread_id:
+                    m.thread_id = thread_id
+            self._space.threads[thread_id] = t
+            return t.info()
 
     async def get_message(self, thread_id: str, message_id: str) -> Message:
         """See :meth:`MessageStore.get_message`."""
         with self._lock():
             t = self._thread(thread_id)
-            return _message_decoder.decode(t.blobs[t.index_of(message_id)])
+            return t.msgs[t.index_of(message_id)]
 
     async def list_messages(
         self,
@@ -388,7 +419,7 @@ class MemoryStore(BaseStore):
             a = t.index_of(after) if after is not None else None
             b = t.index_of(before) if before is not None else None
             picked, has_more = _window(len(t.seqs), order, a, b, limit)
-            data = [_message_decoder.decode(t.blobs[i]) for i in picked]
+            data = [t.msgs[i] for i in picked]
             return page_of(data, [m.id for m in data], has_more)
 
     async def tail(self, thread_id: str, n: int) -> list[Message]:
@@ -399,7 +430,7 @@ class MemoryStore(BaseStore):
             t = self._thread(thread_id)
             if n == 0:
                 return []
-            return [_message_decoder.decode(b) for b in t.blobs[-n:]]
+            return t.msgs[-n:]
 
     async def count_messages(self, thread_id: str) -> int:
         """See :meth:`MessageStore.count_messages`."""
@@ -414,8 +445,8 @@ class MemoryStore(BaseStore):
         with self._lock():
             t = self._thread(thread_id)
             i = t.index_of(message_id)
-            m = msgspec.structs.replace(_message_decoder.decode(t.blobs[i]), metadata=meta)
-            t.blobs[i] = _encoder.encode(m)
+            m = msgspec.structs.replace(t.msgs[i], metadata=meta)
+            t.msgs[i] = m
             t.updated_at = now()
             return m
 
@@ -426,7 +457,7 @@ class MemoryStore(BaseStore):
             if message_id not in t.seq_of:
                 return False
             i = t.index_of(message_id)
-            calls, results = tool_ids([_message_decoder.decode(t.blobs[i])])
+            calls, results = tool_ids([t.msgs[i]])
             answered = [c for c in calls if t.calls.get(c)]
             if answered:
                 raise ValidationError(
@@ -438,7 +469,7 @@ class MemoryStore(BaseStore):
             for r in results:
                 if r in t.calls:
                     t.calls[r] = False
-            del t.seqs[i], t.blobs[i], t.seq_of[message_id]
+            del t.seqs[i], t.msgs[i], t.seq_of[message_id]
             t.updated_at = now()
             return True
 

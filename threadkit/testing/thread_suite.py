@@ -223,7 +223,7 @@ class ThreadConformance:
         await thread.run(self.agent, timeout=60)
         before = [m.id async for m in thread.messages()]
         for fmt in ("json", "msgpack"):
-            blob = await thread.serialize(fmt)  # type: ignore[arg-type]
+            blob = await thread.serialize(fmt)
             resumed = await threadkit.resume(blob, config)
             try:
                 assert resumed.id == thread.id
