@@ -107,7 +107,8 @@ def keep_tool_pairs(window: list[Message]) -> list[Message]:
                 calls.add(p.id)
             elif isinstance(p, ToolResultContent):
                 results.add(p.tool_call_id)
-    return window
+    if calls == results:
+        return window
     paired = calls & results
     out: list[Message] = []
     for m in window:
