@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from threadkit._api import open_backend, resume
 from threadkit.config import Config, load_config
+from threadkit.copy import CopyResult, copy_thread
 from threadkit.errors import (
     ActiveRunError,
     AuthenticationError,
@@ -104,6 +105,7 @@ __all__ = [
     "CodeInterpreterTool",
     "Config",
     "ConfigError",
+    "CopyResult",
     "FileContent",
     "FileSearchTool",
     "FunctionCall",
@@ -159,6 +161,7 @@ __all__ = [
     "Usage",
     "ValidationError",
     "__version__",
+    "copy_thread",
     "function_tool",
     "load_config",
     "open_backend",

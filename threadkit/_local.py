@@ -24,7 +24,14 @@ from threadkit.models import ChatModel
 from threadkit.registry import open_store
 from threadkit.snapshot import FORMAT, VERSION, InlineThread, Snapshot, encode_snapshot
 from threadkit.stores.base import MessageStore, supports_import
-from threadkit.thread import BaseAgentThread, Content, Order, PollPolicy, build_message
+from threadkit.thread import (
+    BaseAgentThread,
+    Content,
+    Order,
+    PollPolicy,
+    build_message,
+    normalize_content,
+)
 from threadkit.types import (
     Agent,
     Attachment,
@@ -261,13 +268,36 @@ class LocalThread(BaseAgentThread):
         metadata: Mapping[str, str] | None = None,
     ) -> Message:
         message = build_message(self.id, role, content, attachments=attachments, metadata=metadata)
+        await self._check_no_active_run()
+        (stored,) = await self._store.append(self.id, [message])
+        return stored
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        fresh = [
+            Message(
+                id="",
+                thread_id=self.id,
+                role=m.role,
+                content=normalize_content(m.role, m.content),
+                attachments=list(m.attachments),
+                metadata=dict(m.metadata),
+                run_id=m.run_id,
+                agent_id=m.agent_id,
+                provider_details=m.provider_details,
+            )
+            for m in messages
+        ]
+        if not fresh:
+            return []
+        await self._check_no_active_run()
+        return await self._store.append(self.id, fresh)
+
+    async def _check_no_active_run(self) -> None:
         active = await self._store.get_active_run(self.id)
         if active is not None:
             active = await self._engine.refresh(active)
             if active.status.is_active:
                 raise ActiveRunError(self.id, active.id)
-        (stored,) = await self._store.append(self.id, [message])
-        return stored
 
     async def list_messages(
         self,

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
 
-from threadkit.errors import RunTimeoutError, ValidationError
+from threadkit.errors import RunTimeoutError, UnsupportedOperation, ValidationError
 from threadkit.tools import FunctionRegistry, ToolFunction
 from threadkit.types import (
     Agent,
@@ -163,6 +163,8 @@ class AgentThread(Protocol):
 
     async def delete(self) -> bool: ...
 
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
+
     async def serialize(self, format: Literal["json", "msgpack"] = "json") -> bytes: ...
 
     async def export(self) -> dict[str, Any]: ...
@@ -198,6 +200,10 @@ class ThreadBackend(Protocol):
     async def resume_thread(self, snapshot: Any) -> AgentThread: ...
 
     async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
 
 
 def normalize_content(role: Role, content: Content) -> list[ContentPart]:
@@ -392,6 +398,24 @@ class BaseAgentThread(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        """Write messages verbatim (roles, content parts incl. tool calls and results,
+        attachments, metadata), in order, as one turn where the backend allows it.
+
+        This is how :func:`threadkit.copy_thread` writes. Ids, ``seq`` and timestamps are the
+        destination's own.
+
+        Returns:
+            The written messages, in order.
+
+        Raises:
+            UnsupportedOperation: the backend cannot hold some part (e.g. tool results in an
+                Assistants thread); nothing is written.
+            OrphanToolResultError: a tool result answers no tool call in the thread.
+            ActiveRunError: a run is active on the thread.
+        """
+        raise UnsupportedOperation(self.backend, "append_messages")
 
     # -- shared behaviour ----------------------------------------------------------------
     async def messages(
