@@ -71,6 +71,7 @@ __all__ = [
     "CliState",
     "build_app",
     "cli_backend",
+    "cli_store",
     "command",
     "describe_message",
     "iso",
@@ -194,6 +195,30 @@ async def cli_backend(
         yield backend
     finally:
         await backend.close()
+
+
+@contextlib.asynccontextmanager
+async def cli_store(ctx: typer.Context, *, store: str | None = None) -> AsyncIterator[Any]:
+    """Open and set up the store of the invocation's configuration (``store`` overrides it);
+    close it on exit. For commands that work on a store itself, not through a backend.
+
+    Warns on stderr when the store is ``memory://`` (nothing persists between commands).
+
+    Raises:
+        ConfigError, MissingExtraError: a bad store URL or a missing extra.
+        StoreError: the store cannot be reached or set up.
+    """
+    from threadkit.registry import open_store
+
+    url = _state(ctx).config(store=store).store
+    if url.startswith("memory://"):
+        _note("note: the store is memory:// (nothing persists between commands)")
+    opened = open_store(url)
+    try:
+        await opened.setup()
+        yield opened
+    finally:
+        await opened.close()
 
 
 def _note(text: str) -> None:
@@ -775,6 +800,64 @@ async def threads_delete(
     )
 
 
+@command("prune", group="threads")
+async def threads_prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Delete threads not updated for this long: 30d, 12h, 90m, 45s, 2w.",
+        ),
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store URL (default: the configured store).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Delete threads last updated longer ago than --older-than, with their messages, runs
+    and run steps (see threadkit.retention.prune_threads). Prints how many went."""
+    import typer
+    from rich.table import Table
+
+    from threadkit.errors import ValidationError
+    from threadkit.retention import parse_duration, prune_threads
+
+    try:
+        seconds = parse_duration(older_than)
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+    now = int(datetime.now(tz=UTC).timestamp())
+    async with cli_store(ctx, store=store) as opened:
+        infos = await prune_threads(opened, seconds, dry_run=dry_run, now=now)
+    records = [_thread_record(i) for i in infos]
+    cutoff = iso(now - seconds)
+    if as_json:
+        _echo_json(
+            {
+                "dry_run": dry_run,
+                "updated_before": cutoff,
+                "count": len(records),
+                "threads": records,
+            }
+        )
+        return
+    if dry_run and records:
+        table = Table(title=f"{len(records)} thread(s) would be deleted, oldest first")
+        table.add_column("thread", no_wrap=True)
+        table.add_column("created (UTC)", no_wrap=True)
+        table.add_column("updated (UTC)", no_wrap=True)
+        table.add_column("messages", justify="right")
+        for r in records:
+            table.add_row(r["id"], r["created_at"], r["updated_at"], str(r["message_count"]))
+        make_console().print(table)
+    verb = "Would delete" if dry_run else "Deleted"
+    typer.echo(f"{verb} {len(records)} thread(s) last updated before {cutoff}.")
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -898,3 +981,23 @@ async def store_info(
     console = make_console()
     for key, value in record.items():
         console.print(f"{key:<12} {'-' if value is None else value}", markup=False)
+
+
+@command("setup", group="store")
+async def store_setup(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Argument(help="Store URL (default: --store or the configured store)."),
+    ] = None,
+) -> None:
+    """Create or migrate the store's schema (store.setup(); idempotent).
+
+    For PostgreSQL this is the explicit migration step: it applies the missing migrations
+    in one transaction and records them in threadkit_migrations.
+    """
+    import typer
+
+    async with cli_store(ctx, store=url) as opened:
+        locator = opened.locator
+    typer.echo(f"Store {locator} is set up.")
