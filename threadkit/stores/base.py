@@ -28,7 +28,7 @@ Rules every store follows (the conformance suite in ``threadkit.testing`` checks
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, Protocol, TypeAlias, TypeGuard, TypeVar, cast, runtime_checkable
 
 import msgspec
@@ -421,10 +421,16 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return out
 
 
-def prepare_messages(thread_id: str, messages: Sequence[Message]) -> list[Message]:
+def prepare_messages(
+    thread_id: str,
+    messages: Sequence[Message],
+    *,
+    new_message_id: Callable[[], str] | None = None,
+) -> list[Message]:
     """Copy messages for storing: set ``thread_id``, fill empty ids and zero ``created_at``.
 
     Returns new Message objects (the caller's are not mutated); ``seq`` is left for the store.
+    ``new_message_id`` makes the ids for messages without one (default ``new_id("msg")``).
 
     Raises:
         ValidationError: empty batch, duplicate ids within the batch, a message that names
@@ -440,7 +446,7 @@ def prepare_messages(thread_id: str, messages: Sequence[Message]) -> list[Messag
             raise ValidationError(
                 f"message {m.id or '(new)'} belongs to thread {m.thread_id}, not {thread_id}"
             )
-        mid = m.id or new_id("msg")
+        mid = m.id or (new_message_id() if new_message_id is not None else new_id("msg"))
         if mid in seen:
             raise ValidationError(f"message id {mid} appears twice in one append")
         seen.add(mid)
