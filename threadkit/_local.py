@@ -131,7 +131,7 @@ class LocalBackend:
             requires_action_timeout=cfg.requires_action_timeout,
             run_timeout=cfg.run_timeout,
             max_model_calls=cfg.max_model_calls,
-            poll=PollPolicy(timeout=cfg.poll_timeout),
+            poll=PollPolicy(timeout=cfg.poll_timeout, retry_failed=cfg.retry_failed_runs),
         )
 
     @property

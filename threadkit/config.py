@@ -18,7 +18,26 @@ key                        meaning                                      default
                            without progress (crashed-holder lease)
 ``max_model_calls``        model calls per run before ``incomplete``    ``25``
 ``poll_timeout``           seconds ``run()`` waits before RunTimeoutError none
+``retry_failed_runs``      times ``run()`` retries a ``failed`` run      ``0``
+                           (exponential backoff from 1 s)
+``endpoint``               service endpoint: a Foundry project URL       none
+                           (``https://<res>.services.ai.azure.com/api/
+                           projects/<project>``)
+``credential``             ``default`` (DefaultAzureCredential) or       ``default``
+                           ``api_key`` (the key in ``api_key_env``)
+``allow_insecure_loopback`` allow plain ``http://`` (and bearer tokens    ``false``
+                           over it) to 127.0.0.1, ::1 and localhost
+                           only, e.g. ``threadkit serve``
+``agent_id``               the service agent to run: an assistant/agent  none (created from
+                           id, or a Foundry agent name (foundry-agents)  the Agent given)
+``responses_mode``         ``previous_response_id``, ``conversation``    ``previous_response_id``
+                           or ``store`` (history in ``store``, sent in
+                           full each turn with ``store=false``)
+``background``             Responses runs in background mode (polled)    ``false``
 ========================== ============================================ ==========================
+
+Secrets never go in a configuration: ``api_key_env`` names the environment variable that holds
+the key, and Azure credentials come from ``azure-identity``.
 
 Precedence: an explicit dict or file is used as given (defaults fill the gaps); with no argument,
 ``THREADKIT_CONFIG`` may name a TOML file, and ``THREADKIT_*`` variables override it. A TOML file
@@ -53,6 +72,13 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
     run_timeout: float = 600.0
     max_model_calls: int = 25
     poll_timeout: float | None = None
+    retry_failed_runs: int = 0
+    endpoint: str | None = None
+    credential: str = "default"
+    allow_insecure_loopback: bool = False
+    agent_id: str | None = None
+    responses_mode: str = "previous_response_id"
+    background: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a plain dict (no secrets are ever in it)."""
@@ -60,6 +86,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=Tr
 
 
 _KEYS = tuple(Config.__struct_fields__)
+_CREDENTIALS = ("default", "api_key")
+_RESPONSES_MODES = ("previous_response_id", "conversation", "store")
 
 
 def _from_mapping(data: Mapping[str, Any], source: str) -> Config:
@@ -100,6 +128,25 @@ def _check(cfg: Config) -> None:
             raise ConfigError("must be a positive number of seconds", key=key)
     if cfg.max_model_calls < 1:
         raise ConfigError("must be at least 1", key="max_model_calls")
+    if cfg.retry_failed_runs < 0:
+        raise ConfigError("must be 0 or more", key="retry_failed_runs")
+    if cfg.poll_timeout is not None and cfg.poll_timeout <= 0:
+        raise ConfigError("must be a positive number of seconds", key="poll_timeout")
+    if cfg.credential not in _CREDENTIALS:
+        raise ConfigError(
+            f"{cfg.credential!r} is not a credential kind; use one of {', '.join(_CREDENTIALS)}",
+            key="credential",
+        )
+    if cfg.responses_mode not in _RESPONSES_MODES:
+        raise ConfigError(
+            f"{cfg.responses_mode!r} is not a Responses mode; use one of "
+            f"{', '.join(_RESPONSES_MODES)}",
+            key="responses_mode",
+        )
+    for key in ("endpoint", "base_url"):
+        value = getattr(cfg, key)
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ConfigError(f"{value!r} is not an http(s) URL", key=key)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
