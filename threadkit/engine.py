@@ -20,15 +20,33 @@ Status transitions follow the Assistants v2 run lifecycle (``RunObject.status`` 
 ``openai-openapi.json``; the same in ``azure-ai-agents-v1.json``). Every change is a
 compare-and-set in the store, so concurrent processes cannot both move one run. Expiry is applied
 lazily, whenever a run is read through the engine.
+
+**Run events (optional).** :meth:`RunEngine.listen` registers an async callback for one run; it is
+called with the Assistants v2 stream event name and the object (``AssistantStreamEvent`` in
+``openai-openapi.json``) at every step of that run, whichever task moves it:
+
+* ``thread.run.<status>`` with the :class:`~threadkit.types.Run` after each status change
+  (``in_progress``, ``requires_action``, ``completed``, ``cancelling``...);
+* ``thread.run.step.created`` / ``.in_progress`` / ``.completed`` / ``.cancelled`` /
+  ``.failed`` / ``.expired`` with the :class:`~threadkit.types.RunStep`;
+* ``thread.message.created`` / ``.in_progress`` (the assistant message, not yet stored),
+  ``thread.message.delta`` with a :class:`MessageDelta`, ``thread.message.completed`` with the
+  stored :class:`~threadkit.types.Message`.
+
+While a run has a listener and the model supports streaming, the model is streamed and every text
+fragment is one ``thread.message.delta``; otherwise the whole text is one delta. With no
+listener nothing changes: the model's ``complete`` is called and no event is built. A callback
+that raises is logged and ignored; it never breaks the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias
 
 import msgspec
 
@@ -39,7 +57,13 @@ from threadkit.errors import (
     ModelRateLimitError,
     ValidationError,
 )
-from threadkit.models import ChatModel, ChatRequest, ChatResponse, estimate_tokens
+from threadkit.models import (
+    ChatModel,
+    ChatRequest,
+    ChatResponse,
+    estimate_tokens,
+    supports_streaming,
+)
 from threadkit.stores.base import MessageStore, check_metadata
 from threadkit.truncation import DEFAULT_CONTEXT_WINDOW, build_context
 from threadkit.types import (
@@ -68,7 +92,41 @@ from threadkit.types import (
     Usage,
 )
 
-__all__ = ["ALLOWED_TRANSITIONS", "RunEngine"]
+__all__ = ["ALLOWED_TRANSITIONS", "MessageDelta", "RunEngine", "RunEventHandler"]
+
+_log = logging.getLogger("threadkit.engine")
+
+
+class MessageDelta(msgspec.Struct, kw_only=True, frozen=True):
+    """A text fragment of an assistant message being written (the ``thread.message.delta`` event).
+
+    Attributes:
+        id: the message id (the id the message is stored under when it completes).
+        text: the fragment, to be appended to the text part at ``index``.
+        index: the content part index (0: threadkit streams one text part).
+    """
+
+    id: str
+    text: str
+    index: int = 0
+
+
+RunEventHandler: TypeAlias = Callable[[str, Any], Awaitable[None]]
+"""``async def handler(event: str, data: Run | RunStep | Message | MessageDelta) -> None``."""
+
+
+class _Draft:
+    """The ids an assistant answer will be stored under, fixed before the model is called so
+    streamed events and stored objects agree."""
+
+    __slots__ = ("announced", "created_at", "message_id", "step_id")
+
+    def __init__(self, ts: int) -> None:
+        self.message_id = new_id("msg")
+        self.step_id = new_id("step")
+        self.created_at = ts
+        self.announced = False
+
 
 S = RunStatus
 ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
@@ -123,6 +181,7 @@ class RunEngine:
         self.max_model_calls = max_model_calls
         self._clock = clock or time.time
         self._tasks: dict[str, asyncio.Task[Run]] = {}
+        self._listeners: dict[str, list[RunEventHandler]] = {}
 
     # ------------------------------------------------------------------ helpers
     def now(self) -> int:
@@ -138,7 +197,37 @@ class RunEngine:
                 status=run.status.value,
             )
         new = msgspec.structs.replace(run, status=status, **changes)
-        return await self.store.update_run(new, expected_status=run.status.value)
+        stored = await self.store.update_run(new, expected_status=run.status.value)
+        await self._emit(stored.id, f"thread.run.{stored.status.value}", stored)
+        return stored
+
+    # ------------------------------------------------------------------ events
+    @contextlib.contextmanager
+    def listen(self, run_id: str, handler: RunEventHandler) -> Iterator[None]:
+        """Call ``handler(event, data)`` for every event of run ``run_id`` while the block runs.
+
+        See the module docstring for the events. Register before creating work for the run
+        (processing, submitting tool outputs) so no event is missed. Several handlers may
+        listen to one run; each is awaited in turn, so it should only queue the event.
+        """
+        handlers = self._listeners.setdefault(run_id, [])
+        handlers.append(handler)
+        try:
+            yield
+        finally:
+            handlers.remove(handler)
+            if not handlers:
+                self._listeners.pop(run_id, None)
+
+    async def _emit(self, run_id: str, event: str, data: Any) -> None:
+        handlers = self._listeners.get(run_id)
+        if not handlers:
+            return
+        for handler in list(handlers):
+            try:
+                await handler(event, data)
+            except Exception:  # a listener never breaks a run
+                _log.exception("run event handler failed for %s on run %s", event, run_id)
 
     # ------------------------------------------------------------------ create
     async def create_run(
@@ -318,8 +407,9 @@ class RunEngine:
         if run.status is not RunStatus.IN_PROGRESS:
             return None
         request = await self.build_request(run)
+        draft = _Draft(self.now())
         try:
-            response = await self.model.complete(request)
+            response = await self._call_model(run, request, draft)
         except ModelRateLimitError as exc:
             return await self._fail_current(run, "rate_limit_exceeded", str(exc))
         except ModelError as exc:
@@ -331,7 +421,62 @@ class RunEngine:
             return await self._cancelled(current)
         if current.status is not RunStatus.IN_PROGRESS:
             return current  # expired or moved by another process: the answer is dropped
-        return await self._apply(current, response)
+        return await self._apply(current, response, draft)
+
+    async def _call_model(self, run: Run, request: ChatRequest, draft: _Draft) -> ChatResponse:
+        """Call the model; streamed (text as ``thread.message.delta`` events) only while the run
+        has a listener and the model can stream."""
+        if run.id not in self._listeners or not supports_streaming(self.model):
+            return await self.model.complete(request)
+        response: ChatResponse | None = None
+        async for delta in self.model.stream(request):
+            if delta.text:
+                await self._announce(run, draft)
+                await self._emit(
+                    run.id,
+                    "thread.message.delta",
+                    MessageDelta(id=draft.message_id, text=delta.text),
+                )
+            if delta.response is not None:
+                response = delta.response
+        if response is None:
+            raise ModelError("the model's stream ended without a final response")
+        return response
+
+    async def _announce(self, run: Run, draft: _Draft) -> None:
+        """Emit the message-creation step and the in-progress message of ``draft`` (once)."""
+        if draft.announced or run.id not in self._listeners:
+            return
+        draft.announced = True
+        step = self._message_step(run, draft, RunStepStatus.IN_PROGRESS)
+        await self._emit(run.id, "thread.run.step.created", step)
+        await self._emit(run.id, "thread.run.step.in_progress", step)
+        message = Message(
+            id=draft.message_id,
+            thread_id=run.thread_id,
+            role="assistant",
+            content=[TextContent(text="")],
+            created_at=draft.created_at,
+            run_id=run.id,
+            agent_id=run.agent_id,
+        )
+        await self._emit(run.id, "thread.message.created", message)
+        await self._emit(run.id, "thread.message.in_progress", message)
+
+    def _message_step(
+        self, run: Run, draft: _Draft, status: RunStepStatus, **changes: Any
+    ) -> RunStep:
+        return RunStep(
+            id=draft.step_id,
+            run_id=run.id,
+            thread_id=run.thread_id,
+            agent_id=run.agent_id,
+            type="message_creation",
+            status=status,
+            step_details=MessageCreationDetails(message_creation={"message_id": draft.message_id}),
+            created_at=draft.created_at,
+            **changes,
+        )
 
     async def _try_move_same(self, run: Run, **changes: Any) -> Run:
         new = msgspec.structs.replace(run, **changes)
@@ -364,7 +509,7 @@ class RunEngine:
             response_format=run.response_format,
         )
 
-    async def _apply(self, run: Run, response: ChatResponse) -> Run | None:
+    async def _apply(self, run: Run, response: ChatResponse, draft: _Draft) -> Run | None:
         usage = (run.usage or Usage()) + response.usage
         ts = self.now()
         calls = response.tool_calls
@@ -385,9 +530,27 @@ class RunEngine:
                 usage=response.usage,
             )
             await self.store.put_step(step)
+            if draft.announced:  # streamed text before the calls: stored with them, same id
+                await self._emit(
+                    run.id,
+                    "thread.message.completed",
+                    Message(
+                        id=draft.message_id,
+                        thread_id=run.thread_id,
+                        role="assistant",
+                        content=[TextContent(text=response.text)],
+                        created_at=draft.created_at,
+                        run_id=run.id,
+                        agent_id=run.agent_id,
+                    ),
+                )
+            await self._emit(run.id, "thread.run.step.created", step)
+            await self._emit(run.id, "thread.run.step.in_progress", step)
             details = dict(run.provider_details or {})
             details[_PENDING_TEXT] = response.text
             details["threadkit.pending_step"] = step.id
+            if draft.announced:
+                details["threadkit.pending_message"] = draft.message_id
             return await self._move(
                 run,
                 RunStatus.REQUIRES_ACTION,
@@ -399,8 +562,16 @@ class RunEngine:
                 provider_details=details,
             )
         content: list[ContentPart] = list(response.content) or [TextContent(text="")]
+        if run.id in self._listeners and not draft.announced:
+            await self._announce(run, draft)
+            if response.text:
+                await self._emit(
+                    run.id,
+                    "thread.message.delta",
+                    MessageDelta(id=draft.message_id, text=response.text),
+                )
         message = Message(
-            id=new_id("msg"),
+            id=draft.message_id,
             thread_id=run.thread_id,
             role="assistant",
             content=content,
@@ -411,20 +582,13 @@ class RunEngine:
         (stored,) = await self.store.append(
             run.thread_id, [message], idempotency_key=f"{run.id}:answer"
         )
-        await self.store.put_step(
-            RunStep(
-                id=new_id("step"),
-                run_id=run.id,
-                thread_id=run.thread_id,
-                agent_id=run.agent_id,
-                type="message_creation",
-                status=RunStepStatus.COMPLETED,
-                step_details=MessageCreationDetails(message_creation={"message_id": stored.id}),
-                created_at=ts,
-                completed_at=ts,
-                usage=response.usage,
+        done = await self.store.put_step(
+            self._message_step(
+                run, draft, RunStepStatus.COMPLETED, completed_at=ts, usage=response.usage
             )
         )
+        await self._emit(run.id, "thread.message.completed", stored)
+        await self._emit(run.id, "thread.run.step.completed", done)
         if response.finish_reason == "length":
             return await self._finish(
                 run,
@@ -486,9 +650,10 @@ class RunEngine:
                     changes: dict[str, Any] = {field: ts}
                     if status is RunStepStatus.FAILED:
                         changes["last_error"] = run.last_error
-                    await self.store.put_step(
+                    closed = await self.store.put_step(
                         msgspec.structs.replace(step, status=status, **changes)
                     )
+                    await self._emit(run.id, f"thread.run.step.{status.value}", closed)
             if not page.has_more:
                 return
             after = page.last_id
@@ -540,6 +705,7 @@ class RunEngine:
         details = dict(run.provider_details or {})
         text = str(details.pop(_PENDING_TEXT, "") or "")
         step_id = str(details.pop("threadkit.pending_step", ""))
+        message_id = str(details.pop("threadkit.pending_message", "")) or new_id("msg")
         ts = self.now()
         call_parts: list[ContentPart] = [TextContent(text=text)] if text else []
         call_parts += [
@@ -548,7 +714,7 @@ class RunEngine:
         ]
         turn = [
             Message(
-                id=new_id("msg"),
+                id=message_id,
                 thread_id=thread_id,
                 role="assistant",
                 content=call_parts,
@@ -580,7 +746,7 @@ class RunEngine:
                         )
                         for c in step.step_details.tool_calls
                     ]
-                    await self.store.put_step(
+                    done = await self.store.put_step(
                         msgspec.structs.replace(
                             step,
                             status=RunStepStatus.COMPLETED,
@@ -588,6 +754,7 @@ class RunEngine:
                             step_details=ToolCallsDetails(tool_calls=answered),
                         )
                     )
+                    await self._emit(run.id, "thread.run.step.completed", done)
         return await self._move(
             run,
             RunStatus.IN_PROGRESS,
