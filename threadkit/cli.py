@@ -120,9 +120,10 @@ def command(name: str, *, group: str | None = None, help: str | None = None) -> 
         ValueError: an unknown group, or a command of that name already in the group.
     """
 
+    if group is not None and group not in GROUPS:
+        raise ValueError(f"unknown command group {group!r} (known: {', '.join(GROUPS)})")
+
     def register(fn: F) -> F:
-        if group is not None and group not in GROUPS:
-            raise ValueError(f"unknown command group {group!r} (known: {', '.join(GROUPS)})")
         if any(c.name == name and c.group == group for c in _COMMANDS):
             raise ValueError(f"command {name!r} is already registered in group {group!r}")
         _COMMANDS.append(_Command(fn, name, group, help))
@@ -655,9 +656,7 @@ async def resume_command(
         after = (await thread.info()).message_count
         console.print(f"Thread {thread.id} now has {after} messages.")
     finally:
-        closer = getattr(thread, "close", None)
-        if closer is not None:
-            await closer()
+        await thread.close()
 
 
 # --------------------------------------------------------------------------- threads

@@ -381,6 +381,7 @@ async def run_demo(cfg: Config, *, workdir: Path, console: Console) -> DemoResul
     )
     p.info(f"work directory: {workdir}")
     backend = await threadkit.open_backend(cfg)
+    resumed: AgentThread | None = None
     try:
         thread = await backend.create_thread(metadata={"source": "threadkit demo"})
         p.info(f"thread:         {thread.id}")
@@ -396,7 +397,7 @@ async def run_demo(cfg: Config, *, workdir: Path, console: Console) -> DemoResul
         _resume_elsewhere(p, path, workdir)
         if shared:
             resumed = await threadkit.resume(path.read_bytes())
-            backend = resumed.owner  # type: ignore[attr-defined]
+            p.step("threadkit.resume(snapshot)", f"thread {resumed.id} reopened here")
         else:
             resumed = thread
             p.info(
@@ -415,6 +416,8 @@ async def run_demo(cfg: Config, *, workdir: Path, console: Console) -> DemoResul
             p.info("(that answer was written by the other process)")
         export_path = await _scenario_audit(p, resumed, workdir)
     finally:
+        if resumed is not None:
+            await resumed.close()
         await backend.close()
     seconds = time.perf_counter() - started
     console.print()
