@@ -388,6 +388,8 @@ class SQLiteStore(BaseStore):
     # ----------------------------------------------------------------------- plumbing
 
     def _connect(self) -> sqlite3.Connection:
+        """Open the connection (on the worker thread), waiting up to ``busy_timeout`` for the
+        locks that switching a new file to WAL needs when other processes open it too."""
         conn = sqlite3.connect(
             self._path,
             timeout=self._busy_timeout,
@@ -396,15 +398,23 @@ class SQLiteStore(BaseStore):
             cached_statements=256,
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {self._resting_busy_ms}")
             if not self._memory:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                deadline = time.monotonic() + self._busy_timeout
+                while True:
+                    try:
+                        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                        break
+                    except sqlite3.OperationalError as exc:
+                        if not _is_busy(exc) or time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.005)
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self._path}: could not switch to WAL (journal {mode})")
                 if self._fast_writes:
                     conn.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute(f"PRAGMA busy_timeout = {self._resting_busy_ms}")
         except BaseException:
             conn.close()
             raise
