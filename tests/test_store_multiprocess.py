@@ -1,4 +1,4 @@
-"""Many OS processes on one thread: the Redis and PostgreSQL stores keep it whole.
+"""Many OS processes on one thread: the SQLite, Redis and PostgreSQL stores keep it whole.
 
 * 4 processes each append 500 two-message turns to the same thread: all 4,000 messages are
   there, ``seq`` runs 1..4000 without gap or repeat, and each turn's two messages are adjacent.
@@ -17,6 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -98,10 +99,18 @@ def _run_all(procs: list[Any]) -> None:
 # ----------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(params=["redis", "postgres"])
-async def url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """The locator of a fresh, set-up store on the real server, cleaned up afterwards."""
-    if request.param == "redis":
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+async def url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """The locator of a fresh, set-up store (one SQLite file, or on the real server), cleaned
+    up afterwards."""
+    if request.param == "sqlite":
+        store = open_store(f"sqlite:///{tmp_path}/multiprocess.db")
+        await store.setup()
+        try:
+            yield store.locator
+        finally:
+            await store.close()
+    elif request.param == "redis":
         base, why = redis_url()
         if base is None:
             pytest.skip(why)
