@@ -51,6 +51,7 @@ STORES: dict[str, RegistryEntry] = {
 
 BACKENDS: dict[str, RegistryEntry] = {
     "chat": RegistryEntry("threadkit._local:LocalBackend"),
+    "assistants": RegistryEntry("threadkit.adapters.assistants:AssistantsBackend", "openai"),
 }
 """Backend name (the ``backend`` config key) → backend class."""
 
