@@ -7,10 +7,10 @@ they are installed (and prints ``pip install "threadkit[cli]"`` when not), then
 ``Annotated[..., typer.Option(...)]``; the annotations stay strings until the app is built, when
 ``typer`` is bound in this module. Adding a command is one decorated function::
 
-    @command("prune", group="threads")
-    async def threads_prune(
+    @command("stats", group="threads")
+    async def threads_stats(
         ctx: typer.Context,
-        older_than: Annotated[int, typer.Option(help="Age in days.")] = 30,
+        limit: Annotated[int, typer.Option(help="At most this many threads.")] = 100,
     ) -> None:
         async with cli_backend(ctx) as backend:
             ...
