@@ -45,6 +45,7 @@ from threadkit.stores.base import (
     BaseStore,
     Order,
     StoredObject,
+    check_import,
     check_metadata,
     check_tool_results,
     page_of,
@@ -468,10 +469,17 @@ class SQLiteStore(BaseStore):
         finally:
             self._checkpointing = False
 
-    async def _call(self, fn: Callable[..., _T], *args: Any, write: bool = False) -> _T:
+    async def _call(
+        self, fn: Callable[..., _T], *args: Any, write: bool = False, bulk: bool = False
+    ) -> _T:
+        """Run ``fn(conn, *args)``: on the fast path when it may, else on the worker.
+
+        ``write`` marks a write transaction; ``bulk`` (work proportional to a whole thread)
+        always goes to the worker.
+        """
         if self._closed:
             raise StoreError("the sqlite store is closed")
-        fast = self._fast_writes if write else self._fast_reads
+        fast = (self._fast_writes if write else self._fast_reads) and not bulk
         if fast and self._conn is not None and self._lock.acquire(blocking=False):
             try:
                 conn = self._conn
@@ -552,7 +560,7 @@ class SQLiteStore(BaseStore):
 
     async def delete_thread(self, thread_id: str) -> bool:
         """See :meth:`MessageStore.delete_thread`."""
-        return await self._call(_delete_thread, thread_id, write=True)
+        return await self._call(_delete_thread, thread_id, write=True, bulk=True)
 
     async def list_threads(
         self,
@@ -585,6 +593,45 @@ class SQLiteStore(BaseStore):
         rows = [(m.id, _encoder.encode(m)) for m in prepared]
         return await self._call(
             _append, thread_id, prepared, rows, calls, results, idempotency_key, write=True
+        )
+
+    async def import_thread(
+        self,
+        thread_id: str,
+        messages: Sequence[Message],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        created_at: int | None = None,
+    ) -> ThreadInfo:
+        """See :meth:`~threadkit.stores.base.SupportsImport.import_thread`: the thread and all
+        its messages (ids, ``seq`` and timestamps kept) in one transaction, on the worker."""
+        meta = check_metadata(metadata)
+        check_import(thread_id, messages)
+        if messages and messages[-1].seq > _SEQ_MASK:
+            raise ValidationError(f"seq {messages[-1].seq} is over the limit of {_SEQ_MASK}")
+        calls, results = tool_ids(messages)
+        rows = [
+            (
+                m.seq,
+                m.id,
+                _encoder.encode(
+                    m
+                    if m.thread_id == thread_id
+                    else msgspec.structs.replace(m, thread_id=thread_id)
+                ),
+            )
+            for m in messages
+        ]
+        return await self._call(
+            _import_thread,
+            thread_id,
+            meta,
+            created_at,
+            rows,
+            calls,
+            set(results),
+            write=True,
+            bulk=True,
         )
 
     async def get_message(self, thread_id: str, message_id: str) -> Message:
@@ -918,6 +965,53 @@ def _append(
     for i, m in enumerate(prepared):
         m.seq = first + i
     return prepared
+
+
+def _import_thread(
+    conn: sqlite3.Connection,
+    thread_id: str,
+    meta: dict[str, str],
+    created_at: int | None,
+    rows: list[tuple[int, str, bytes]],
+    calls: list[str],
+    answered: set[str],
+) -> ThreadInfo:
+    ts = now()
+    last = rows[-1][0] if rows else 0
+    with _write(conn):
+        try:
+            cur = conn.execute(
+                "INSERT INTO threads (id, created_at, updated_at, metadata, seq_floor, deleted)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    thread_id,
+                    created_at or ts,
+                    ts,
+                    _json_encoder.encode(meta).decode(),
+                    last,
+                    last - len(rows),  # the gaps: messages deleted before the export
+                ),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise ValidationError(f"thread {thread_id} already exists") from exc
+        tk = cur.lastrowid
+        assert tk is not None
+        base = tk << _SEQ_BITS
+        conn.executemany(
+            "INSERT INTO messages (key, tk, id, appended_at, data) VALUES (?, ?, ?, ?, ?)",
+            [(base + seq, tk, mid, ts, data) for seq, mid, data in rows],
+        )
+        conn.executemany(
+            "INSERT INTO tool_calls (tk, call_id, answered) VALUES (?, ?, ?)",
+            [(tk, c, c in answered) for c in calls],
+        )
+    return ThreadInfo(
+        id=thread_id,
+        created_at=created_at or ts,
+        updated_at=ts,
+        metadata=meta,
+        message_count=len(rows),
+    )
 
 
 def _message_row(conn: sqlite3.Connection, tk: int, message_id: str) -> tuple[int, bytes]:

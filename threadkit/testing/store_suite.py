@@ -41,6 +41,9 @@ Pagination semantics the suite pins down (the OpenAI list endpoints' cursors):
 * both: the items strictly between the two, taken from the ``after`` side.
 * no cursor: from the start of the order; ``limit=None`` means no limit.
 
+Optional abilities are checked only where a store has them (``import_thread``: see
+:class:`~threadkit.stores.base.SupportsImport`); the tests skip otherwise.
+
 Every rule of :mod:`threadkit.stores.base` is checked here; the suite runs in a few seconds per
 store (one test sleeps about a second to see unix-second clocks move).
 """
@@ -68,7 +71,7 @@ from threadkit.errors import (
     ThreadNotFoundError,
     ValidationError,
 )
-from threadkit.stores.base import MessageStore
+from threadkit.stores.base import MessageStore, SupportsImport, supports_import
 from threadkit.types import (
     Attachment,
     FileContent,
@@ -1281,6 +1284,69 @@ class StoreConformance:
         # other threads and stored objects are untouched
         assert texts(await store.tail(keep.id, 5)) == ["kept", "answer to kept"]
         assert (await store.get_object("agent", "agent_kept")).data == b"x"
+
+    # ----------------------------------------------------------------------- import (optional)
+
+    @staticmethod
+    def _importer(store: MessageStore) -> SupportsImport:
+        if not supports_import(store):
+            pytest.skip("the store under test has no import_thread (optional ability)")
+        return store
+
+    async def test_import_thread(self, store: MessageStore) -> None:
+        importer = self._importer(store)
+        msgs = [
+            msgspec.structs.replace(m, id=f"msg_{i}", seq=seq, created_at=1_600_000_000 + i)
+            for i, (m, seq) in enumerate(
+                zip(
+                    [user("a"), tool_call("call_1", "call_2"), tool_result("call_1"), user("b")],
+                    [1, 2, 3, 7],  # a gap: messages deleted before the export
+                    strict=True,
+                )
+            )
+        ]
+        info = await importer.import_thread(
+            "thread_imported", msgs, metadata={"k": "v"}, created_at=1_500_000_000
+        )
+        assert info.id == "thread_imported" and info.message_count == 4
+        assert info.created_at == 1_500_000_000 and info.metadata == {"k": "v"}
+        assert await store.get_thread("thread_imported") == info
+        got = await store.tail("thread_imported", 10)
+        assert [m.seq for m in got] == [1, 2, 3, 7]
+        assert [m.id for m in got] == ["msg_0", "msg_1", "msg_2", "msg_3"]
+        assert all(m.thread_id == "thread_imported" for m in got)
+        assert [m.created_at for m in got] == [1_600_000_000 + i for i in range(4)]
+        assert texts(got) == texts(msgs)
+        # the thread goes on: seq after the highest, open calls still open, answered ones not
+        (nxt,) = await store.append("thread_imported", [tool_result("call_2")])
+        assert nxt.seq == 8
+        with pytest.raises(OrphanToolResultError):
+            await store.append("thread_imported", [tool_result("call_1")])
+        with pytest.raises(ValidationError):
+            await store.delete_message("thread_imported", "msg_1")
+        assert await store.count_messages("thread_imported") == 5
+
+    async def test_import_thread_refusals(self, store: MessageStore) -> None:
+        importer = self._importer(store)
+        one = [msgspec.structs.replace(user(), id="msg_1", seq=1)]
+        await importer.import_thread("thread_there", one)
+        with pytest.raises(ValidationError):
+            await importer.import_thread("thread_there", one)
+        assert await store.count_messages("thread_there") == 1
+        bad_order = [
+            msgspec.structs.replace(user(), id="msg_1", seq=2),
+            msgspec.structs.replace(user(), id="msg_2", seq=1),
+        ]
+        orphan = [msgspec.structs.replace(tool_result("call_x"), id="msg_1", seq=1)]
+        with pytest.raises(ValidationError):
+            await importer.import_thread("thread_bad", bad_order)
+        with pytest.raises(OrphanToolResultError):
+            await importer.import_thread("thread_bad", orphan)
+        with pytest.raises(ThreadNotFoundError):
+            await store.get_thread("thread_bad")
+        empty = await importer.import_thread("thread_empty", [])
+        assert empty.message_count == 0
+        assert (await store.append("thread_empty", [user()]))[0].seq == 1
 
     # ----------------------------------------------------------------------- two instances
 
