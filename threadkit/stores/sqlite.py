@@ -151,26 +151,45 @@ def _page_sql(
     after: int | None,
     before: int | None,
     limit: int | None,
+    lo: int | None = None,
+    hi: int | None = None,
 ) -> tuple[str, list[Any], bool]:
-    """SQL ``AND ... ORDER BY ... LIMIT ...`` tail for a cursor page over the column ``key``.
+    """SQL ``AND ... ORDER BY ... LIMIT ...`` tail for a cursor page over the integer ``key``.
 
-    ``after``/``before`` are the cursor items' keys. Returns the SQL, its parameters and
-    whether the rows come back in the reverse of the asked order (the ``before``-only case,
-    which scans from the cursor outwards). One extra row is fetched to tell ``has_more``.
+    ``after``/``before`` are the cursor items' keys; ``lo``/``hi`` optional inclusive bounds of
+    the whole listing. They are merged here into at most one lower and one upper bound, so that
+    SQLite seeks straight to the page (given two lower bounds it seeks on one and filters on
+    the other, which costs O(position)). Returns the SQL, its parameters and whether the rows
+    come back in the reverse of the asked order (the ``before``-only case, which scans from the
+    cursor outwards). One extra row is fetched to tell ``has_more``.
     """
     if order not in ("asc", "desc"):
         raise ValidationError(f"order must be 'asc' or 'desc', not {order!r}")
     if limit is not None and limit < 0:
         raise ValidationError(f"limit must be >= 0, not {limit}")
+    up = order == "asc"
+    low, high = lo, hi
+    if after is not None:
+        if up:
+            low = after + 1 if low is None else max(low, after + 1)
+        else:
+            high = after - 1 if high is None else min(high, after - 1)
+    if before is not None:
+        if up:
+            high = before - 1 if high is None else min(high, before - 1)
+        else:
+            low = before + 1 if low is None else max(low, before + 1)
     sql = ""
     params: list[Any] = []
-    up = order == "asc"
-    if after is not None:
-        sql += f" AND {key} {'>' if up else '<'} ?"
-        params.append(after)
-    if before is not None:
-        sql += f" AND {key} {'<' if up else '>'} ?"
-        params.append(before)
+    if low is not None and high is not None:
+        sql += f" AND {key} BETWEEN ? AND ?"
+        params += [low, high]
+    elif low is not None:
+        sql += f" AND {key} >= ?"
+        params.append(low)
+    elif high is not None:
+        sql += f" AND {key} <= ?"
+        params.append(high)
     reverse = before is not None and after is None
     ascending = up != reverse
     sql += f" ORDER BY {key} {'ASC' if ascending else 'DESC'}"
@@ -247,7 +266,8 @@ def _key_range(tk: int) -> tuple[int, int]:
 
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
-_CHECKPOINT_EVERY = 256  # write transactions between two WAL checkpoints (fast path on)
+_CHECKPOINT_PAGES = 1000  # about as many WAL pages between two checkpoints as SQLite's default
+_WAL_SIZE_LIMIT = 64 << 20  # bytes the WAL file is truncated to after a checkpoint
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -321,9 +341,8 @@ class SQLiteStore(BaseStore):
         self._lock = threading.Lock()  # whoever holds it may use self._conn
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._writes = 0  # write transactions since the last checkpoint
+        self._pages = 0  # about how many WAL pages were written since the last checkpoint
         self._checkpointing = False
-        self._checkpointer: sqlite3.Connection | None = None  # used by the worker only
 
     @classmethod
     def from_url(
@@ -413,6 +432,7 @@ class SQLiteStore(BaseStore):
                     raise StoreError(f"{self._path}: could not switch to WAL (journal {mode})")
                 if self._fast_writes:
                     conn.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint
+                conn.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
             conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute(f"PRAGMA busy_timeout = {self._resting_busy_ms}")
@@ -421,7 +441,7 @@ class SQLiteStore(BaseStore):
             raise
         return conn
 
-    def _in_worker(self, fn: Callable[..., _T], args: tuple[Any, ...], write: bool) -> _T:
+    def _in_worker(self, fn: Callable[..., _T], args: tuple[Any, ...], pages: int) -> _T:
         """Run ``fn(conn, *args)`` on the worker thread, waiting for locks as long as needed."""
         with self._lock:
             conn = self._conn
@@ -440,42 +460,47 @@ class SQLiteStore(BaseStore):
                 finally:
                     if self._resting_busy_ms != self._busy_ms:
                         conn.execute(f"PRAGMA busy_timeout = {self._resting_busy_ms}")
-                    if write:
-                        self._wrote()
+                    if pages:
+                        self._wrote(pages)
             except sqlite3.Error as exc:
                 raise StoreError(f"sqlite error on {self._path}: {exc}") from exc
 
-    def _wrote(self) -> None:
-        """Count a write transaction; every so often, checkpoint the WAL on the worker."""
+    def _wrote(self, pages: int) -> None:
+        """Count about ``pages`` WAL pages written; every ~1000, checkpoint on the worker."""
         if not self._fast_writes or self._memory:
             return
-        self._writes += 1
-        if self._writes >= _CHECKPOINT_EVERY and not self._checkpointing and not self._closed:
+        self._pages += pages
+        if self._pages >= _CHECKPOINT_PAGES and not self._checkpointing and not self._closed:
             self._checkpointing = True
-            self._writes = 0
+            self._pages = 0
             self._executor.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
-        """A PASSIVE WAL checkpoint (it fsyncs) on the worker, through a second connection so
-        that calls go on meanwhile: the fast path turns automatic checkpoints off, so that no
-        commit on the event loop ever syncs."""
+        """A WAL checkpoint on the worker thread, holding the connection: the fast path turns
+        SQLite's automatic checkpoints off, since they fsync and would do so on the event loop.
+        Calls made meanwhile wait on the worker (never on the loop). With no write of ours in
+        between, the checkpoint completes and the next write starts the WAL over."""
         try:
-            if self._checkpointer is None and not self._closed:
-                self._checkpointer = sqlite3.connect(self._path, isolation_level=None)
-            if self._checkpointer is not None:
-                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # a later checkpoint (or closing the last connection) catches up
         finally:
             self._checkpointing = False
 
     async def _call(
-        self, fn: Callable[..., _T], *args: Any, write: bool = False, bulk: bool = False
+        self,
+        fn: Callable[..., _T],
+        *args: Any,
+        write: bool = False,
+        pages: int = 4,
+        bulk: bool = False,
     ) -> _T:
         """Run ``fn(conn, *args)``: on the fast path when it may, else on the worker.
 
-        ``write`` marks a write transaction; ``bulk`` (work proportional to a whole thread)
-        always goes to the worker.
+        ``write`` marks a write transaction, writing about ``pages`` WAL pages; ``bulk`` (work
+        proportional to a whole thread) always goes to the worker.
         """
         if self._closed:
             raise StoreError("the sqlite store is closed")
@@ -492,14 +517,14 @@ class SQLiteStore(BaseStore):
                         # another process holds a lock: the worker waits for it instead
                     else:
                         if write:
-                            self._wrote()
+                            self._wrote(pages)
                         return result
             finally:
                 self._lock.release()
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                self._executor, functools.partial(self._in_worker, fn, args, write)
+                self._executor, functools.partial(self._in_worker, fn, args, pages if write else 0)
             )
         except RuntimeError as exc:  # the executor was shut down under us
             if self._closed:
@@ -518,7 +543,7 @@ class SQLiteStore(BaseStore):
             raise StoreError("the sqlite store is closed")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
-            self._executor, functools.partial(self._in_worker, _migrate, (), True)
+            self._executor, functools.partial(self._in_worker, _migrate, (), 0)
         )
 
     async def close(self) -> None:
@@ -531,9 +556,6 @@ class SQLiteStore(BaseStore):
         self._executor.shutdown(wait=False)
 
     def _close_conn(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()  # the last connection to close also checkpoints the WAL
@@ -592,7 +614,15 @@ class SQLiteStore(BaseStore):
         # encoded before the transaction (seq lives in its own column), to keep it short
         rows = [(m.id, _encoder.encode(m)) for m in prepared]
         return await self._call(
-            _append, thread_id, prepared, rows, calls, results, idempotency_key, write=True
+            _append,
+            thread_id,
+            prepared,
+            rows,
+            calls,
+            results,
+            idempotency_key,
+            write=True,
+            pages=3 + sum(len(r[1]) for r in rows) // 4096,
         )
 
     async def import_thread(
@@ -1041,11 +1071,8 @@ def _list_messages(
         tk = _thread_key(conn, thread_id)
         a = _message_row(conn, tk, after)[0] if after is not None else None
         b = _message_row(conn, tk, before)[0] if before is not None else None
-        tail, params, reverse = _page_sql("key", order, a, b, limit)
-        rows = conn.execute(
-            f"SELECT key, data FROM messages WHERE key BETWEEN ? AND ?{tail}",
-            [*_key_range(tk), *params],
-        ).fetchall()
+        tail, params, reverse = _page_sql("key", order, a, b, limit, *_key_range(tk))
+        rows = conn.execute(f"SELECT key, data FROM messages WHERE 1{tail}", params).fetchall()
     rows, has_more = _trim(rows, limit, reverse)
     data = [_decode_message(s, d) for s, d in rows]
     return page_of(data, [m.id for m in data], has_more)
