@@ -218,11 +218,15 @@ def _arguments(tool: FunctionTool, text: str) -> str:
     schema = tool.function.parameters
     props: dict[str, Any] = schema.get("properties", {})
     required: list[str] = schema.get("required", [])
+    defs: dict[str, Any] = schema.get("$defs", {})
     expr = _EXPR.search(text)
     number = _NUMBER.search(text)
     args: dict[str, Any] = {}
     for pname in required:
         spec = props.get(pname, {})
+        ref = spec.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):  # Enum, Struct... by reference
+            spec = defs.get(ref.rsplit("/", 1)[-1], spec)
         kind = spec.get("type")
         if "enum" in spec:
             args[pname] = spec["enum"][0]
