@@ -52,7 +52,7 @@ __all__ = ["ScriptedModel"]
 Reply = ChatResponse | str | list[ContentPart]
 ReplyFunction = Callable[[ChatRequest], Reply | Awaitable[Reply]]
 
-_EXPR = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:\s*[-+*/^]\s*\(?\s*\d+(?:\.\d+)?\s*\)?)+)")
+_EXPR = re.compile(r"(?<![\w.])(\(?\s*\d+(?:\.\d+)?(?:\s*[-+*/^]\s*\(?\s*\d+(?:\.\d+)?\s*\)?)+)")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _TELL = re.compile(
     r"\b(?:my|our)\s+([a-z][\w' ]{0,40}?)\s+(?:is|are)\s+([^.?!,;]+?)(?=\s+and\s+(?:my|our)\b|[.?!,;]|$)",
@@ -232,7 +232,7 @@ def _arguments(tool: FunctionTool, text: str) -> str:
             args[pname] = spec["enum"][0]
         elif kind == "string":
             is_calc = "calc" in tool.function.name.lower()
-            args[pname] = expr.group(1).replace("^", "**") if (expr and is_calc) else text
+            args[pname] = expr.group(1).strip().replace("^", "**") if (expr and is_calc) else text
         elif kind == "integer":
             args[pname] = int(float(number.group())) if number else 0
         elif kind == "number":
