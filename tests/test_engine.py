@@ -9,6 +9,7 @@ sleeping.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from threadkit.errors import (
     ModelError,
     ModelRateLimitError,
     RunNotFoundError,
+    RunTimeoutError,
     ThreadNotFoundError,
     ValidationError,
 )
@@ -814,3 +816,40 @@ async def test_lease_is_renewed_at_each_model_call(
     clock.advance(40)
     await engine.process(thread_id, run.id)
     assert seen == [int(T0) + 40 + 50]
+
+
+async def test_crashed_holder_does_not_block_add_message_or_run(
+    store: RecordingStore, thread_id: str
+) -> None:
+    backend = LocalBackend(store, ScriptedModel())
+    thread = await backend.get_thread(thread_id)
+    now = int(time.time())
+    await store._inner.create_run(
+        Run(
+            id="run_dead",
+            thread_id=thread_id,
+            status=S.REQUIRES_ACTION,
+            created_at=now - 2000,
+            expires_at=now - 1,
+        )
+    )
+    assert (await thread.add_message("user", "still here")).seq == 2
+    assert (await thread.get_run("run_dead")).status is S.EXPIRED
+    run = await thread.run()
+    assert run.status is S.COMPLETED
+    await backend.close()
+
+
+async def test_run_timeout_leaves_the_run_going(store: RecordingStore, thread_id: str) -> None:
+    model, entered, release = gated("eventually")
+    backend = LocalBackend(store, model)
+    thread = await backend.get_thread(thread_id)
+    with pytest.raises(RunTimeoutError):
+        await thread.run(timeout=0.2)
+    assert entered.is_set()
+    (run,) = (await store.list_runs(thread_id)).data
+    assert run.status is S.IN_PROGRESS
+    release.set()
+    done = await thread.wait_run(run.id, timeout=5)
+    assert done.status is S.COMPLETED
+    await backend.close()
