@@ -86,16 +86,11 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-_FILTER_INSTALLED = False
-
-
 def _install_warning_filter() -> None:
-    global _FILTER_INSTALLED
-    if not _FILTER_INSTALLED:
-        warnings.filterwarnings(
-            "ignore", message="The Assistants API is deprecated", category=DeprecationWarning
-        )
-        _FILTER_INSTALLED = True
+    # filterwarnings replaces an identical filter instead of adding a second one
+    warnings.filterwarnings(
+        "ignore", message="The Assistants API is deprecated", category=DeprecationWarning
+    )
 
 
 def _dump(obj: Any) -> dict[str, Any]:
