@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -129,7 +130,7 @@ async def test_requires_action_expires(tmp_path: Path) -> None:
             run = await thread.create_run(tools=[threadkit.function_tool(calculator)])
             run = await thread.wait_run(run.id, timeout=30)
             assert run.status is RunStatus.REQUIRES_ACTION
-            time.sleep(2.2)
+            await asyncio.sleep(2.2)
             run = await thread.get_run(run.id)
             assert run.status is RunStatus.EXPIRED
             call = threadkit.ToolOutput(tool_call_id="call_x", output="4")
