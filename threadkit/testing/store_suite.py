@@ -1249,8 +1249,9 @@ class StoreConformance:
 
     async def test_delete_thread_cascades(self, store: MessageStore) -> None:
         tid = "thread_cascade"
-        await store.create_thread(thread_id=tid, metadata={"a": "b"})
         keep = await store.create_thread()
+        # created last, so a store that numbers threads may give the new one the same number
+        await store.create_thread(thread_id=tid, metadata={"a": "b"})
         await store.append(keep.id, turn("kept"), idempotency_key="k1")
         await store.append(tid, turn("gone"), idempotency_key="k1")
         await store.append(tid, [tool_call("call_1")])
