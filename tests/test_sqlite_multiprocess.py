@@ -7,6 +7,7 @@
 * 2 processes race ``create_run`` on the same thread (over several threads): on each exactly one
   run starts and the other process gets :class:`~threadkit.errors.ActiveRunError`.
 * ``synchronous=full`` really sets ``PRAGMA synchronous`` (and the journal is WAL).
+* URLs: relative and absolute paths, ``:memory:``, refusals; sqlite errors become StoreError.
 
 Workers reopen the store from its ``locator`` with :func:`threadkit.registry.open_store`, as an
 application would; every wait is bounded, so a hung worker fails the test instead of hanging it.
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from threadkit.errors import ActiveRunError
+from threadkit.errors import ActiveRunError, ConfigError, StoreError
 from threadkit.registry import open_store
 from threadkit.stores.sqlite import MIGRATIONS, SQLiteStore
 from threadkit.testing.store_suite import assistant, make_run, user
@@ -215,3 +216,79 @@ async def test_synchronous_setting(
         assert (await store.tail(t.id, 1))[0].text == "durable"
     finally:
         await store.close()
+
+
+# ----------------------------------------------------------------------------- URLs, errors
+
+
+async def test_relative_absolute_and_memory_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rel = SQLiteStore.from_url("sqlite:///rel.db")
+    assert rel.path == str(tmp_path / "rel.db")
+    assert rel.locator == f"sqlite:///{tmp_path}/rel.db"  # absolute: sqlite:////tmp/...
+    assert rel.locator.startswith("sqlite:////")
+    absolute = SQLiteStore.from_url(f"sqlite:///{tmp_path}/rel.db")
+    assert absolute.path == rel.path
+    async with rel, absolute:
+        t = await rel.create_thread()
+        await rel.append(t.id, [user("shared")])
+        assert texts_of(await absolute.tail(t.id, 1)) == ["shared"]
+    mem = SQLiteStore.from_url("sqlite:///:memory:")
+    assert mem.locator == "sqlite:///:memory:"
+    async with mem:
+        t = await mem.create_thread()
+        await mem.append(t.id, [user("in memory")])
+        assert texts_of(await mem.tail(t.id, 1)) == ["in memory"]
+
+
+def texts_of(messages: list[Any]) -> list[str]:
+    return [m.text for m in messages]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://host/x.db",
+        "sqlite:///x.db?journal=delete",
+        "sqlite:///x.db?synchronous=off",
+        "sqlite:///x.db?busy_timeout=soon",
+        "postgresql:///x.db",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        SQLiteStore.from_url(url)
+    assert info.value.key == "store"
+
+
+async def test_errors_are_store_errors(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 1000)
+    broken = SQLiteStore.from_url(f"sqlite:///{garbage}")
+    with pytest.raises(StoreError) as info:
+        await broken.setup()
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+    await broken.close()
+
+    store = SQLiteStore.from_url(f"sqlite:///{tmp_path}/newer.db")
+    await store.setup()
+    await store.close()
+    with pytest.raises(StoreError):
+        await store.get_thread("thread_x")
+    with sqlite3.connect(tmp_path / "newer.db") as conn:
+        conn.execute("INSERT INTO threadkit_migrations VALUES (99, 0)")
+    newer = SQLiteStore.from_url(f"sqlite:///{tmp_path}/newer.db")
+    with pytest.raises(StoreError, match="newer than this threadkit"):
+        await newer.setup()
+    await newer.close()
+
+
+async def test_without_fast_path(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "slow.db", fast_path=False)
+    async with store:
+        t = await store.create_thread()
+        stored = await store.append(t.id, [user("a"), assistant("b")])
+        assert await store.tail(t.id, 5) == stored
+        assert await store.count_messages(t.id) == 2

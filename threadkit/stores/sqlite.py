@@ -1,14 +1,18 @@
 """``SQLiteStore``: threads in one SQLite file (stdlib ``sqlite3``), shared safely by processes.
 
 Open it with ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``.
-Every call runs on a single worker thread that owns the connection (as aiosqlite does), so the
-event loop never waits on the disk or on another process's lock. Writes are short
-``BEGIN IMMEDIATE`` transactions; the journal is WAL, so readers never block the writer.
+The event loop never waits on another process's lock or on an fsync: a call runs on the loop
+thread only when it can finish without either, and otherwise on the store's worker thread (see
+:class:`SQLiteStore`). Writes are short ``BEGIN IMMEDIATE`` transactions; the journal is WAL, so
+readers never block the writer.
 
 Schema: the append-only :data:`MIGRATIONS` list (index = version), recorded in the
 ``threadkit_migrations`` table and applied by :meth:`SQLiteStore.setup`. Each message is one
-msgspec MessagePack blob beside its indexed columns (thread, ``seq``, id); threads are numbered
-by an integer key that child tables use.
+msgspec MessagePack blob beside its indexed columns; its rowid is ``(thread number << 32) | seq``,
+so the table is itself the ``(thread, seq)`` index and ``tail``/listing are rowid range scans
+that cost the same at any thread length. A unique ``(thread, id)`` index finds messages by id.
+An append writes only its message rows (and tool-call or idempotency-key rows when it has
+them): a thread's ``updated_at`` and message count are derived from its newest message.
 """
 
 from __future__ import annotations
