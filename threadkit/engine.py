@@ -11,6 +11,9 @@ neither has a second implementation of runs. A run:
 3. stops at ``requires_action`` when the model calls tools; :meth:`RunEngine.submit_tool_outputs`
    writes the call and its results to the thread as one atomic append and puts the run back
    ``in_progress``; the caller processes it again;
+   under ``tool_call_mode="complete"`` (the Responses API's way, see :meth:`RunEngine.create_run`)
+   the run instead writes the assistant's tool-call message to the thread and ends
+   ``completed``; the caller answers with tool-result messages in a later run;
 4. ends ``completed``, ``incomplete`` (output cap reached or too many model calls), ``failed``
    (the model failed: ``last_error``), ``cancelled`` (via ``cancelling`` when a model call was in
    flight) or ``expired`` (``requires_action`` unanswered past ``requires_action_timeout``, or an
@@ -46,7 +49,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
@@ -145,6 +148,7 @@ ALLOWED_TRANSITIONS: Mapping[RunStatus, frozenset[RunStatus]] = {
 """Run status → the statuses it may move to (the Assistants v2 run lifecycle)."""
 
 _PENDING_TEXT = "threadkit.pending_text"
+_TOOL_CALL_MODE = "threadkit.tool_call_mode"
 
 
 class RunEngine:
@@ -250,6 +254,7 @@ class RunEngine:
         parallel_tool_calls: bool = True,
         response_format: str | dict[str, Any] | None = None,
         run_id: str | None = None,
+        tool_call_mode: Literal["requires_action", "complete"] = "requires_action",
     ) -> Run:
         """Create a ``queued`` run (spec ``CreateRunRequest``): nothing is processed yet.
 
@@ -257,15 +262,25 @@ class RunEngine:
         thread (atomically) once the run is created; ``additional_instructions`` are appended
         to the instructions.
 
+        ``tool_call_mode`` says what a model turn with tool calls does: ``"requires_action"``
+        (the default, Assistants v2) stops the run for :meth:`submit_tool_outputs`;
+        ``"complete"`` (Responses API) appends the assistant message holding the tool calls
+        (with any text) to the thread, records a completed ``tool_calls`` step and ends the run
+        ``completed``; the tool results then come as ``tool`` messages before a later run. The
+        mode is kept on the run, in ``provider_details["threadkit.tool_call_mode"]``.
+
         Returns:
             The stored run, ``queued``, with ``expires_at`` = now + ``run_timeout``.
 
         Raises:
             ThreadNotFoundError: no such thread.
             ActiveRunError: the thread has an active run.
-            ValidationError: bad metadata, a bad truncation strategy or bad messages (the run is
-                then stored ``failed`` so the thread is not held).
+            ValidationError: bad metadata, a bad truncation strategy, an unknown
+                ``tool_call_mode`` or bad messages (the run is then stored ``failed`` so the
+                thread is not held).
         """
+        if tool_call_mode not in ("requires_action", "complete"):
+            raise ValidationError(f"unknown tool_call_mode {tool_call_mode!r}")
         agent = agent or Agent()
         ts = self.now()
         text = instructions if instructions is not None else agent.instructions
@@ -295,6 +310,9 @@ class RunEngine:
             response_format=response_format
             if response_format is not None
             else agent.response_format,
+            provider_details={_TOOL_CALL_MODE: "complete"}
+            if tool_call_mode == "complete"
+            else None,
         )
         await self.store.get_thread(thread_id)
         stale = await self.store.get_active_run(thread_id)
@@ -513,6 +531,8 @@ class RunEngine:
         usage = (run.usage or Usage()) + response.usage
         ts = self.now()
         calls = response.tool_calls
+        if calls and (run.provider_details or {}).get(_TOOL_CALL_MODE) == "complete":
+            return await self._complete_with_calls(run, response, draft, usage, ts)
         if calls:
             tool_calls = [
                 ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
@@ -596,6 +616,45 @@ class RunEngine:
                 usage=usage,
                 incomplete_details=IncompleteDetails(reason="max_completion_tokens"),
             )
+        return await self._finish(run, RunStatus.COMPLETED, usage=usage, completed_at=ts)
+
+    async def _complete_with_calls(
+        self, run: Run, response: ChatResponse, draft: _Draft, usage: Usage, ts: int
+    ) -> Run:
+        """``tool_call_mode="complete"``: store the tool-call turn and end the run completed."""
+        message = Message(
+            id=draft.message_id,
+            thread_id=run.thread_id,
+            role="assistant",
+            content=list(response.content),
+            created_at=ts,
+            run_id=run.id,
+            agent_id=run.agent_id,
+        )
+        (stored,) = await self.store.append(
+            run.thread_id, [message], idempotency_key=f"{run.id}:answer"
+        )
+        calls = [
+            ToolCall(id=c.id, function=FunctionCall(name=c.name, arguments=c.arguments))
+            for c in response.tool_calls
+        ]
+        step = await self.store.put_step(
+            RunStep(
+                id=draft.step_id,
+                run_id=run.id,
+                thread_id=run.thread_id,
+                agent_id=run.agent_id,
+                type="tool_calls",
+                status=RunStepStatus.COMPLETED,
+                step_details=ToolCallsDetails(tool_calls=calls),
+                created_at=ts,
+                completed_at=ts,
+                usage=response.usage,
+            )
+        )
+        await self._emit(run.id, "thread.message.completed", stored)
+        await self._emit(run.id, "thread.run.step.created", step)
+        await self._emit(run.id, "thread.run.step.completed", step)
         return await self._finish(run, RunStatus.COMPLETED, usage=usage, completed_at=ts)
 
     async def _finish(self, run: Run, status: RunStatus, **changes: Any) -> Run:
