@@ -521,7 +521,9 @@ class SQLiteStore(BaseStore):
         """
         if self._closed:
             raise StoreError("the sqlite store is closed")
+        # a pending checkpoint goes first: calls queue behind it on the worker meanwhile
         fast = (self._fast_writes if write else self._fast_reads) and not bulk
+        fast = fast and not self._checkpointing
         if fast and self._conn is not None and self._lock.acquire(blocking=False):
             try:
                 conn = self._conn
