@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import threadkit
 from threadkit import Agent
 from threadkit._local import LocalBackend
 from threadkit.engine import ALLOWED_TRANSITIONS, RunEngine
@@ -853,3 +854,30 @@ async def test_run_timeout_leaves_the_run_going(store: RecordingStore, thread_id
     done = await thread.wait_run(run.id, timeout=5)
     assert done.status is S.COMPLETED
     await backend.close()
+
+
+async def test_truncation_strategy_as_a_spec_dict() -> None:
+    async with await threadkit.open_backend({"store": "memory://"}) as backend:
+        thread = await backend.create_thread()
+        await thread.add_message("user", "hi")
+        run = await thread.run(truncation_strategy={"type": "last_messages", "last_messages": 2})
+        assert run.truncation_strategy == threadkit.TruncationStrategy(
+            type="last_messages", last_messages=2
+        )
+        with pytest.raises(threadkit.ValidationError, match="truncation_strategy"):
+            await thread.run(truncation_strategy={"type": "sometimes"})
+
+
+async def test_backend_from_config_closes_the_model_it_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[bool] = []
+
+    class Closing(ScriptedModel):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr("threadkit._local.make_model", lambda cfg: Closing())
+    backend = await threadkit.open_backend({"store": "memory://"})
+    await backend.close()
+    assert closed == [True]

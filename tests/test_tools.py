@@ -13,6 +13,7 @@ import jsonschema  # type: ignore[import-untyped]
 import msgspec
 import pytest
 
+import threadkit
 from threadkit import Agent, FunctionRegistry, function_tool
 from threadkit._local import LocalBackend, LocalThread
 from threadkit.errors import ValidationError
@@ -477,3 +478,23 @@ async def test_text_with_tool_calls_is_kept_before_the_calls(make_thread: Any) -
     msgs = [m async for m in thread.messages()]
     assert isinstance(msgs[1].content[0], TextContent)
     assert msgs[1].text == "Checking..." and [c.id for c in msgs[1].tool_calls] == ["c1"]
+
+
+def test_unresolvable_return_annotation_is_ignored() -> None:
+    namespace: dict[str, object] = {}
+    exec(
+        "def lookup(city: str) -> 'NotImportedHere':\n"
+        "    '''Look a city up.\n\n    Args:\n        city: the name.\n    '''\n"
+        "    return city\n",
+        namespace,
+    )
+    tool = threadkit.function_tool(namespace["lookup"])  # type: ignore[arg-type]
+    assert tool.function.parameters["required"] == ["city"]
+    assert tool.function.parameters["properties"]["city"]["description"] == "the name."
+
+
+def test_unresolvable_parameter_annotation_is_refused() -> None:
+    namespace: dict[str, object] = {}
+    exec("def lookup(city: 'Missing') -> str:\n    return ''\n", namespace)
+    with pytest.raises(threadkit.ValidationError, match="type hints"):
+        threadkit.function_tool(namespace["lookup"])  # type: ignore[arg-type]

@@ -141,6 +141,19 @@ def check_window(window: list[Message], seen: list[Message]) -> None:
             assert all(p in seen_by_id[m.id].content for p in others)
 
 
+def reach_back(thread: list[Message], n: int) -> list[Message]:
+    """``thread[-n:]``, extended back to the tool-call message of any result at its start
+    whose call fell outside (the ``last_messages`` rule)."""
+    start = max(len(thread) - n, 0)
+    window = thread[start:]
+    calls, results = tool_parts(window)
+    missing = results - calls
+    while missing and start > 0:
+        start -= 1
+        missing -= tool_parts([thread[start]])[0]
+    return thread[start:]
+
+
 def auto_window(thread: list[Message], budget: int) -> list[Message]:
     """The newest messages whose token estimates fit ``budget`` (always at least the newest)."""
     used = 0
@@ -260,12 +273,28 @@ async def test_last_messages_never_separates_pairs_for_any_n(
         assert run.status is RunStatus.COMPLETED
         assert run.truncation_strategy == strategy
         seen = model.last_context
-        check_window(before[-n:], seen)
+        check_window(reach_back(before, n), seen)
         # the newest message always goes (a run answers it)
         assert seen[-1].id == before[-1].id
         if n == 1:
             assert len(seen) == 1
     assert starts == {"user", "assistant", "tool"}  # windows began at every kind of message
+
+
+async def test_last_messages_starting_at_results_keeps_them_with_their_call(
+    local: tuple[LocalBackend, ScriptedModel],
+) -> None:
+    backend, model = local
+    thread = await backend.create_thread()
+    await thread.add_message("user", "Please compute 6 * 7")
+    run = await thread.run(functions={"calculator": lambda expression: "42"})
+    assert run.status is RunStatus.COMPLETED
+    # the thread ends [..., assistant(call), tool(result), assistant(answer)]
+    await thread.add_message("user", "thanks")
+    strategy = TruncationStrategy(type="last_messages", last_messages=3)
+    await thread.run(truncation_strategy=strategy)
+    roles = [m.role for m in model.last_context]
+    assert roles == ["assistant", "tool", "assistant", "user"]  # the call was reached back to
 
 
 async def test_auto_never_separates_pairs_for_small_budgets(

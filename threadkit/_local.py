@@ -80,6 +80,7 @@ class LocalBackend:
         requires_action_timeout, run_timeout, max_model_calls: see :class:`RunEngine`.
         poll: the polling policy threads use.
         owns_store: close the store in :meth:`close`.
+        owns_model: close the model (``aclose()``, when it has one) in :meth:`close`.
     """
 
     kind = "chat"
@@ -95,6 +96,7 @@ class LocalBackend:
         max_model_calls: int = 25,
         poll: PollPolicy | None = None,
         owns_store: bool = True,
+        owns_model: bool = False,
     ) -> None:
         self.store = store
         self.model = model
@@ -108,6 +110,7 @@ class LocalBackend:
         self.poll = poll or PollPolicy()
         self._settings = dict(settings or {"model": model.model_name})
         self._owns_store = owns_store
+        self._owns_model = owns_model
         self._closed = False
 
     @classmethod
@@ -132,6 +135,7 @@ class LocalBackend:
             run_timeout=cfg.run_timeout,
             max_model_calls=cfg.max_model_calls,
             poll=PollPolicy(timeout=cfg.poll_timeout, retry_failed=cfg.retry_failed_runs),
+            owns_model=True,
         )
 
     @property
@@ -238,6 +242,10 @@ class LocalBackend:
             return
         self._closed = True
         await self.engine.aclose()
+        if self._owns_model:
+            closer = getattr(self.model, "aclose", None)
+            if closer is not None:
+                await closer()
         if self._owns_store:
             await self.store.close()
 

@@ -249,7 +249,7 @@ class RunEngine:
         top_p: float | None = None,
         max_prompt_tokens: int | None = None,
         max_completion_tokens: int | None = None,
-        truncation_strategy: TruncationStrategy | None = None,
+        truncation_strategy: TruncationStrategy | Mapping[str, Any] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         parallel_tool_calls: bool = True,
         response_format: str | dict[str, Any] | None = None,
@@ -286,7 +286,7 @@ class RunEngine:
         text = instructions if instructions is not None else agent.instructions
         if additional_instructions:
             text = f"{text}\n\n{additional_instructions}" if text else additional_instructions
-        strategy = truncation_strategy or TruncationStrategy()
+        strategy = _truncation(truncation_strategy)
         if strategy.type == "last_messages" and not (strategy.last_messages or 0) >= 1:
             raise ValidationError("truncation_strategy last_messages needs last_messages >= 1")
         run = Run(
@@ -854,3 +854,16 @@ class RunEngine:
             except InvalidRunStateError:
                 continue  # it moved under us: look again
         return await self.get_run(thread_id, run_id)
+
+
+def _truncation(value: TruncationStrategy | Mapping[str, Any] | None) -> TruncationStrategy:
+    """A truncation strategy from a struct or a spec-style dict (``{"type": "last_messages",
+    "last_messages": 10}``). Raises ValidationError for anything else."""
+    if value is None:
+        return TruncationStrategy()
+    if isinstance(value, TruncationStrategy):
+        return value
+    try:
+        return msgspec.convert(dict(value), TruncationStrategy)
+    except (msgspec.ValidationError, TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid truncation_strategy {value!r}: {exc}") from exc

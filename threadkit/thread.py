@@ -173,6 +173,10 @@ class AgentThread(Protocol):
 
     async def close(self) -> None: ...
 
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
 
 @runtime_checkable
 class ThreadBackend(Protocol):

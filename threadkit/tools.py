@@ -73,6 +73,25 @@ class _Prepared:
         self.param_names = tuple(args_type.__struct_fields__)
 
 
+def _parameter_hints(fn: ToolFunction, tool_name: str) -> dict[str, Any]:
+    """The resolved type hints of ``fn``'s parameters; the return annotation is not needed, so
+    one that cannot be resolved (e.g. imported only under TYPE_CHECKING) is ignored."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except Exception:
+        pass
+    raw = dict(getattr(fn, "__annotations__", {}))
+    raw.pop("return", None)
+    probe = type(
+        "_Params", (), {"__annotations__": raw, "__module__": getattr(fn, "__module__", None)}
+    )
+    try:
+        globalns = getattr(fn, "__globals__", None)
+        return typing.get_type_hints(probe, globalns=globalns, include_extras=True)
+    except Exception as exc:  # unresolvable forward references among the parameters
+        raise ValidationError(f"cannot read the type hints of tool {tool_name!r}: {exc}") from exc
+
+
 def _prepare(
     fn: ToolFunction,
     *,
@@ -86,10 +105,7 @@ def _prepare(
             f"tool name {tool_name!r} must be 1-64 characters of letters, digits, _ or -"
         )
     sig = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception as exc:  # unresolvable forward references
-        raise ValidationError(f"cannot read the type hints of tool {tool_name!r}: {exc}") from exc
+    hints = _parameter_hints(fn, tool_name)
     doc_desc, arg_docs = _parse_docstring(inspect.getdoc(fn))
     fields: list[tuple[str, Any, Any] | tuple[str, Any]] = []
     for pname, param in sig.parameters.items():

@@ -42,7 +42,8 @@ async def build_context(
         store: where the thread lives.
         thread_id: the thread.
         strategy: ``auto`` (newest messages whose token estimate fits ``token_budget``),
-            ``last_messages`` (the newest ``strategy.last_messages``) or ``none`` (everything).
+            ``last_messages`` (the newest ``strategy.last_messages``, reaching back to the
+            tool-call message of results at the window's start) or ``none`` (everything).
         token_budget: tokens available to thread messages under ``auto`` (after instructions
             and the completion reserve). At least the newest message is always kept.
         count_tokens: the per-message token estimate.
@@ -59,7 +60,8 @@ async def build_context(
         n = strategy.last_messages
         if n is None or n < 1:
             raise ValidationError("truncation_strategy last_messages needs last_messages >= 1")
-        return keep_tool_pairs(await store.tail(thread_id, n))
+        newest = await store.tail(thread_id, n)
+        return keep_tool_pairs(await _reach_back_to_calls(store, thread_id, newest))
     if strategy.type == "none":
         window: list[Message] = []
         after: str | None = None
@@ -86,6 +88,43 @@ async def build_context(
             newest_first.reverse()
             return keep_tool_pairs(newest_first)
         cursor = page.last_id
+
+
+_REACH_BACK = 64
+
+
+async def _reach_back_to_calls(
+    store: MessageStore, thread_id: str, window: list[Message]
+) -> list[Message]:
+    """Extend a window that starts inside a tool turn back to that turn's tool-call message.
+
+    A ``last_messages`` window cut right after a turn's results would otherwise lose the results
+    together with their call, and the model would not see what its tools answered. At most
+    ``_REACH_BACK`` earlier messages are read.
+    """
+    calls = {p.id for m in window for p in m.content if isinstance(p, ToolCallContent)}
+    missing = {
+        p.tool_call_id
+        for m in window
+        for p in m.content
+        if isinstance(p, ToolResultContent) and p.tool_call_id not in calls
+    }
+    if not missing or not window:
+        return window
+    earlier: list[Message] = []
+    cursor = window[0].id
+    while missing and len(earlier) < _REACH_BACK:
+        page = await store.list_messages(thread_id, order="desc", limit=8, after=cursor)
+        for m in page.data:
+            earlier.append(m)
+            missing -= {p.id for p in m.content if isinstance(p, ToolCallContent)}
+            if not missing:
+                break
+        if not page.has_more or not page.data:
+            break
+        cursor = page.data[-1].id
+    earlier.reverse()
+    return earlier + window
 
 
 def keep_tool_pairs(window: list[Message]) -> list[Message]:
