@@ -63,7 +63,10 @@ rebuild, so ``to_af_message(to_threadkit_message(m)).to_dict() == m.to_dict()``.
 threadkit-only fields (``metadata``, ``run_id``, ``agent_id``, ``attachments``, other
 ``provider_details``, and parts the plain mapping cannot rebuild exactly) ride in the
 agent-framework ``additional_properties["threadkit"]``. Store-assigned fields (``id``, ``seq``,
-``created_at``, ``thread_id``) are not carried to agent-framework.
+``created_at``, ``thread_id``) are not carried to agent-framework. Values that are not JSON
+data (SDK objects in ``additional_properties``, ``raw_representation``) are stored as their
+``to_dict()`` or ``str()``; ``raw_representation`` is dropped, as agent-framework's own
+``to_dict()`` drops it.
 """
 
 from __future__ import annotations
@@ -183,7 +186,8 @@ def _diff(original: dict[str, Any], rebuilt: dict[str, Any]) -> dict[str, Any] |
 
 
 def _patch(rebuilt: dict[str, Any], diff: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in rebuilt.items() if k not in set(diff.get("unset", ()))}
+    unset = set(diff.get("unset", ()))
+    out = {k: v for k, v in rebuilt.items() if k not in unset}
     out.update(diff.get("set", {}))
     return out
 
