@@ -55,6 +55,21 @@ def test_non_loopback_needs_keys_or_allow_remote() -> None:
     check_bind("127.0.0.1", [], allow_remote=False)
 
 
+def test_threadkit_serve_command_refuses_remote_bind(monkeypatch: pytest.MonkeyPatch) -> None:
+    typer_testing = pytest.importorskip("typer.testing")
+    from threadkit.cli import build_app
+
+    monkeypatch.delenv("THREADKIT_SERVER_API_KEYS", raising=False)
+    runner = typer_testing.CliRunner()
+    result = runner.invoke(build_app(), ["serve", "--host", "0.0.0.0", "--port", "9"])
+    assert result.exit_code == 2
+    assert "refusing to serve on '0.0.0.0'" in " ".join(result.output.split())
+    help_text = runner.invoke(build_app(), ["serve", "--help"]).output
+    for option in ("--host", "--port", "--store", "--model", "--api-key", "--allow-remote"):
+        assert option in help_text
+    assert "--requires-action-timeout" in help_text
+
+
 def test_main_refuses_remote_bind_without_keys(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -130,14 +145,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_python_m_threadkit_server_serves(tmp_path: Path) -> None:
+ENTRY_POINTS = {
+    "python -m threadkit.server": ["-m", "threadkit.server"],
+    "threadkit serve": ["-c", "from threadkit.cli import main; main()", "serve"],
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+def test_entry_point_serves(entry: str, tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "THREADKIT_SERVER_API_KEYS": "envkey"}
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "threadkit.server",
+            *ENTRY_POINTS[entry],
             "--port",
             str(port),
             "--store",

@@ -1000,3 +1000,62 @@ async def store_setup(
     async with cli_store(ctx, store=url) as opened:
         locator = opened.locator
     typer.echo(f"Store {locator} is set up.")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@command("serve")
+def serve_command(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (default 127.0.0.1, loopback only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Store URL, e.g. sqlite:///threadkit.db (default: config)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="offline or openai:<model> (default: config)."),
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="An accepted API key (repeatable; also THREADKIT_SERVER_API_KEYS, "
+            "comma-separated). Clients send it as 'Authorization: Bearer' or 'api-key'.",
+        ),
+    ] = None,
+    requires_action_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--requires-action-timeout",
+            help="Seconds a run waits for tool outputs before it expires (default: config).",
+        ),
+    ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option("--allow-remote", help="Allow a non-loopback --host without API keys."),
+    ] = False,
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", help="Request body limit in bytes.")
+    ] = 10 * 1024 * 1024,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the Assistants v2 (/v1), Foundry classic (/api/projects/{project}) and Chat
+    Completions wire protocols over a store and chat model (needs the server extra)."""
+    from threadkit.server.cli import env_api_keys, serve
+
+    cfg = _state(ctx).config(store=store, model=model)
+    serve(
+        cfg,
+        host=host,
+        port=port,
+        api_keys=[*(api_key or []), *env_api_keys()],
+        requires_action_timeout=requires_action_timeout,
+        allow_remote=allow_remote,
+        max_body_bytes=max_body_bytes,
+        log_level=log_level,
+    )

@@ -20,9 +20,25 @@ from threadkit.config import Config, load_config
 from threadkit.errors import ConfigError, ThreadkitError
 from threadkit.server.common import DEFAULT_MAX_BODY_BYTES
 
-__all__ = ["build_parser", "check_bind", "is_loopback", "main", "resolve_config", "serve"]
+__all__ = [
+    "API_KEYS_ENV",
+    "build_parser",
+    "check_bind",
+    "env_api_keys",
+    "is_loopback",
+    "main",
+    "resolve_config",
+    "serve",
+]
 
-_API_KEYS_ENV = "THREADKIT_SERVER_API_KEYS"
+API_KEYS_ENV = "THREADKIT_SERVER_API_KEYS"
+"""The environment variable holding more accepted API keys, comma-separated."""
+
+
+def env_api_keys(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The API keys in ``THREADKIT_SERVER_API_KEYS`` (comma-separated; blanks dropped)."""
+    raw = (os.environ if environ is None else environ).get(API_KEYS_ENV, "")
+    return [k.strip() for k in raw.split(",") if k.strip()]
 
 
 def is_loopback(host: str) -> bool:
@@ -130,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         dest="api_keys",
-        help=f"an accepted API key (repeatable; also {_API_KEYS_ENV}, comma-separated)",
+        help=f"an accepted API key (repeatable; also {API_KEYS_ENV}, comma-separated)",
     )
     p.add_argument(
         "--requires-action-timeout",
@@ -155,8 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and serve. Returns the exit status (2 for a configuration error)."""
     args = build_parser().parse_args(argv)
-    keys = list(args.api_keys)
-    keys += [k.strip() for k in os.environ.get(_API_KEYS_ENV, "").split(",") if k.strip()]
+    keys = [*args.api_keys, *env_api_keys()]
     try:
         serve(
             args.config,
