@@ -52,6 +52,7 @@ STORES: dict[str, RegistryEntry] = {
 BACKENDS: dict[str, RegistryEntry] = {
     "chat": RegistryEntry("threadkit._local:LocalBackend"),
     "assistants": RegistryEntry("threadkit.adapters.assistants:AssistantsBackend", "openai"),
+    "foundry": RegistryEntry("threadkit.adapters.foundry:FoundryBackend", "foundry"),
 }
 """Backend name (the ``backend`` config key) → backend class."""
 
