@@ -588,11 +588,11 @@ def _base_wire(
         "tools": flat_tools_to_wire(tools),
         "top_p": body.top_p if body.top_p is not None else 1.0,
         "truncation": body.truncation or "disabled",
-        "usage": None,
-        "user": body.user,
         "metadata": check_metadata(body.metadata),
         "conversation": {"id": conversation_id} if conversation_id else None,
     }
+    if body.user is not None:
+        wire["user"] = body.user
     if agent_ref is not None:
         wire["agent_reference"] = agent_ref
     return wire
