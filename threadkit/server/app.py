@@ -7,13 +7,18 @@ Layout (every surface shares the store, the model and the run engine of one
 prefix                           surface
 ================================ ==========================================================
 ``/v1``                          Assistants v2 (:mod:`threadkit.server.assistants`, flavour
-                                 ``openai``) and Chat Completions (:mod:`threadkit.server.chat`)
+                                 ``openai``), Chat Completions (:mod:`threadkit.server.chat`),
+                                 Responses and Conversations (:mod:`threadkit.server.responses`,
+                                 :mod:`threadkit.server.conversations`)
+``/api/projects/{project}/       Responses and Conversations again (the ``azure-ai-projects``
+openai/v1``                      ``get_openai_client()`` base URL)
+``/api/projects/{project}/       Foundry agent versions (``agent_reference`` targets)
+agents``
 ``/api/projects/{project}``      Foundry Agent Service classic (flavour ``foundry``)
 ================================ ==========================================================
 
-New surfaces (Responses and Conversations, under ``/v1`` and
-``/api/projects/{project}/openai/v1``) plug in through :func:`mounts`: a Mount with a longer
-prefix must come before ``/api/projects/{project}``, which matches every path under it.
+Surfaces plug in through :func:`mounts`: a Mount with a longer prefix must come before
+``/api/projects/{project}``, which matches every path under it.
 
 Middleware, outermost first: Starlette's server-error handler (500 in the error shape), the
 :class:`Guard` (API keys → 401, a declared body over the limit → 413), then the exception
@@ -42,7 +47,7 @@ from threadkit.config import Config, load_config, make_model
 from threadkit.engine import RunEngine
 from threadkit.errors import ThreadkitError
 from threadkit.registry import open_store
-from threadkit.server import assistants, chat
+from threadkit.server import assistants, chat, conversations, responses
 from threadkit.server.common import (
     DEFAULT_MAX_BODY_BYTES,
     ApiError,
@@ -121,8 +126,11 @@ class Guard:
 
 def mounts() -> list[BaseRoute]:
     """Every surface, each under its prefix (longer Foundry prefixes first)."""
+    openai_v1 = [*responses.routes(), *conversations.routes()]
     return [
-        Mount("/v1", routes=[*chat.routes(), *assistants.routes("openai")]),
+        Mount("/v1", routes=[*chat.routes(), *assistants.routes("openai"), *openai_v1]),
+        Mount("/api/projects/{project}/openai/v1", routes=openai_v1),
+        *responses.agent_routes(),
         Mount("/api/projects/{project}", routes=assistants.routes("foundry")),
     ]
 
