@@ -361,6 +361,7 @@ def test_stream_events_match_the_spec(server: RunningServer, openai_spec: Spec) 
         "thread.run.queued",
         "thread.run.in_progress",
         "thread.run.step.created",
+        "thread.run.step.delta",
         "thread.run.requires_action",
         "thread.run.step.completed",
         "thread.message.created",

@@ -206,12 +206,19 @@ class Collector(AssistantEventHandler):
         super().__init__()
         self.events: list[str] = []
         self.deltas: list[str] = []
+        self.tool_calls: list[tuple[str, str, Any]] = []
 
     def on_event(self, event: Any) -> None:
         self.events.append(event.event)
 
     def on_text_delta(self, delta: Any, snapshot: Any) -> None:
         self.deltas.append(delta.value)
+
+    def on_tool_call_created(self, tool_call: Any) -> None:
+        self.tool_calls.append(("created", tool_call.function.name, tool_call.id))
+
+    def on_tool_call_done(self, tool_call: Any) -> None:
+        self.tool_calls.append(("done", tool_call.function.name, tool_call.function.arguments))
 
 
 def test_stream_with_event_handler(client: OpenAI, assistant_id: str) -> None:
@@ -247,6 +254,11 @@ def test_stream_requires_action_then_submit_stream(client: OpenAI, assistant_id:
     assert run is not None and run.status == "requires_action"
     assert handler.events[-1] == "thread.run.requires_action"
     call = run.required_action.submit_tool_outputs.tool_calls[0]  # type: ignore[union-attr]
+    # the step delta carries the call once: callbacks fire, arguments are not doubled
+    assert handler.tool_calls == [
+        ("created", "get_weather", call.id),
+        ("done", "get_weather", call.function.arguments),
+    ]
     second = Collector()
     with client.beta.threads.runs.submit_tool_outputs_stream(
         thread_id=thread.id,

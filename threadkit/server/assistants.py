@@ -505,6 +505,32 @@ def _sse(event: str, data: Any) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + ENCODER.encode(data) + b"\n\n"
 
 
+def _wire_events(event: str, data: Any) -> list[tuple[str, Any]]:
+    """The SSE events for one engine event. A ``tool_calls`` step is announced as the services
+    do: ``thread.run.step.created`` with no calls, then one ``thread.run.step.delta`` carrying
+    them (SDK stream helpers fire their tool-call callbacks from step deltas)."""
+    wire = _event_to_wire(event, data)
+    if (
+        event == "thread.run.step.created"
+        and isinstance(data, RunStep)
+        and wire["step_details"]["type"] == "tool_calls"
+    ):
+        calls = wire["step_details"]["tool_calls"]
+        created = {**wire, "step_details": {"type": "tool_calls", "tool_calls": []}}
+        delta = {
+            "id": data.id,
+            "object": "thread.run.step.delta",
+            "delta": {
+                "step_details": {
+                    "type": "tool_calls",
+                    "tool_calls": [{"index": i, **c} for i, c in enumerate(calls)],
+                }
+            },
+        }
+        return [(event, created), ("thread.run.step.delta", delta)]
+    return [(event, wire)]
+
+
 def _event_to_wire(event: str, data: Any) -> Any:
     if isinstance(data, Run):
         return run_to_wire(data)
@@ -534,7 +560,8 @@ async def _events(
                     err = to_api_error(task.exception())  # type: ignore[arg-type]
                     yield _sse("error", err.body()["error"])
                 break
-            yield _sse(event, _event_to_wire(event, data))
+            for name, wire in _wire_events(event, data):
+                yield _sse(name, wire)
             if isinstance(data, Run) and (
                 data.status.is_terminal or data.status is RunStatus.REQUIRES_ACTION
             ):
