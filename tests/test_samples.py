@@ -50,6 +50,26 @@ EXPECTED: dict[str, list[str]] = {
         r"agent=agent_auditor status=completed model=offline",
         r"tool call clock\(\{\}\) -> \d{4}-",
     ],
+    "06_agent_framework.py": [
+        r"\nassistant: Noted: your name is Ada; your favourite colour is teal\.",
+        r"\[new agent, same session\] assistant: Your favourite colour is teal\.",
+        r"thread thread_[0-9a-f]{32}: 4 messages",
+        r"exported session sample-\w+: 4 messages",
+        r"imported into memory://: thread thread_[0-9a-f]{32} with 4 messages",
+        r"\[agent-framework in-memory session\] assistant: Your name is Ada\.",
+    ],
+    "07_foundry_classic.py": [
+        r"threadkit serve on http://127\.0\.0\.1:\d+/api/projects/demo",
+        r"thread thread_\w+ created",
+        r"assistant: Noted: your name is Ada",
+        r"run run_\w+: completed \(\d+ tokens\)",
+        r"tool call calculator\(.*\) -> 84",
+        r"assistant: calculator returned 84\.",
+        r"resumed thread thread_\w+ from a \d+-byte snapshot",
+        r"assistant: Your name is Ada\.",
+        r"threads tagged sample=07: 1",
+        r"deleted: True",
+    ],
 }
 
 
