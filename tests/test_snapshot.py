@@ -576,3 +576,21 @@ async def test_relative_sqlite_url_resolves_to_the_recorded_file(
         assert [m.text async for m in resumed.messages()] == ["kept"]
     finally:
         await resumed.close()
+
+
+def test_the_credential_kind_may_be_recorded_but_nothing_else_of_it() -> None:
+    from threadkit.snapshot import FORMAT, VERSION, Snapshot, encode_snapshot
+
+    def snap(settings: dict[str, object]) -> Snapshot:
+        return Snapshot(
+            format=FORMAT,
+            version=VERSION,
+            backend="foundry",
+            thread_id="t",
+            created_at=1,
+            settings=settings,
+        )
+
+    assert b'"credential":"api_key"' in encode_snapshot(snap({"credential": "api_key"}))
+    with pytest.raises(SnapshotError):
+        encode_snapshot(snap({"credential": "eyJhbGciOi.token"}))

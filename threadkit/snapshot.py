@@ -84,6 +84,7 @@ _json_decoder = msgspec.json.Decoder(Snapshot)
 _msgpack_decoder = msgspec.msgpack.Decoder(Snapshot)
 
 _GC_PAUSE_BYTES = 1 << 20
+_CREDENTIAL_KINDS = frozenset({"default", "api_key"})
 
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api_key$|apikey|^key$)", re.I)
 
@@ -106,6 +107,8 @@ def redact_url(url: str) -> str:
 
 def _check_no_secrets(settings: dict[str, Any]) -> None:
     for key, value in settings.items():
+        if key == "credential" and value in _CREDENTIAL_KINDS:
+            continue  # the KIND of credential ("default", "api_key") is no secret
         if _SECRET_KEY.search(key) and value is not None:
             raise SnapshotError(
                 f"refusing to write setting {key!r} into a snapshot: snapshots never hold "

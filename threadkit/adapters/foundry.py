@@ -526,6 +526,7 @@ class FoundryBackend:
                     key="api_key_env",
                 )
             settings["api_key_env"] = cfg.api_key_env
+            settings["credential"] = "api_key"
             client = make_agents_client(
                 cfg.endpoint,
                 api_key=key,
