@@ -251,3 +251,36 @@ def test_failed_run_reports_last_error(server: RunningServer) -> None:
     )
     assert run.status == "failed" and run.last_error is not None
     assert run.last_error.code == "rate_limit_exceeded"
+
+
+def test_requires_action_timeout_expires_the_run() -> None:
+    tool = {"type": "function", "function": {"name": "lookup"}}
+    with (
+        running_server({"store": "memory://"}, requires_action_timeout=1) as s,
+        httpx.Client(base_url=s.openai_base_url, headers=BETA) as c,
+    ):
+        a = c.post("/assistants", json={"model": "m", "tools": [tool]}).json()
+        run = c.post(
+            "/threads/runs",
+            json={
+                "assistant_id": a["id"],
+                "thread": {"messages": [{"role": "user", "content": "lookup x"}]},
+            },
+        ).json()
+        path = f"/threads/{run['thread_id']}/runs/{run['id']}"
+        deadline = time.monotonic() + 10
+        while (got := c.get(path).json())["status"] != "expired":
+            assert got["status"] in ("queued", "in_progress", "requires_action"), got
+            assert time.monotonic() < deadline, got
+            time.sleep(0.1)
+        assert got["required_action"] is None and got["expires_at"] is not None
+        steps = c.get(f"{path}/steps").json()["data"]
+        assert [st["status"] for st in steps] == ["expired"]
+        err = error_of(
+            c.post(
+                f"{path}/submit_tool_outputs",
+                json={"tool_outputs": [{"tool_call_id": "x", "output": "late"}]},
+            ),
+            400,
+        )
+        assert "expired" in err["message"]
