@@ -478,7 +478,6 @@ def _start(
     run: Run,
     stream: bool | None,
     prelude: list[tuple[str, dict[str, Any]]],
-    before: Callable[[], Awaitable[Any]] | None = None,
 ) -> Response:
     """Process ``run`` in the background; answer with the run, or with its event stream."""
     if not stream:
