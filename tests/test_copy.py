@@ -92,3 +92,53 @@ async def test_failed_copy_deletes_the_partial_destination() -> None:
         assert calls >= 2  # something was written before the refusal
         assert [t.id async for t in dst_backend.list_threads()] == before
         assert len([m async for m in source.messages()]) == 5
+
+
+def test_cli_threads_copy_between_sqlite_files(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from threadkit.cli import build_app
+
+    src_url = f"sqlite:///{tmp_path}/src.db"
+    dst_url = f"sqlite:///{tmp_path}/dst.db"
+
+    async def seed() -> tuple[str, list[str]]:
+        async with await threadkit.open_backend({"store": src_url}) as backend:
+            thread = await _source(backend)
+            return thread.id, [m.text async for m in thread.messages()]
+
+    thread_id, texts = asyncio.run(seed())
+    dst_toml = tmp_path / "dst.toml"
+    dst_toml.write_text(f'store = "{dst_url}"\n')
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "threads",
+            "copy",
+            thread_id,
+            "--from",
+            json.dumps({"store": src_url}),
+            "--to",
+            str(dst_toml),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["source_thread_id"] == thread_id and len(out["message_ids"]) == 5
+
+    async def read_copy() -> list[str]:
+        async with await threadkit.open_backend({"store": dst_url}) as backend:
+            copy = await backend.get_thread(out["thread_id"])
+            return [m.text async for m in copy.messages()]
+
+    assert asyncio.run(read_copy()) == texts
+
+    bad = CliRunner().invoke(
+        build_app(), ["threads", "copy", thread_id, "--from", "{nope", "--to", str(dst_toml)]
+    )
+    assert bad.exit_code == 2
+    assert "not valid JSON" in bad.output

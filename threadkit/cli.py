@@ -799,6 +799,70 @@ async def threads_delete(
     )
 
 
+def _config_arg(value: str) -> Any:
+    """A config given on the command line: inline JSON (``{"backend": ...}``) or a TOML path."""
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{value!r} is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("an inline config must be a JSON object")
+        return data
+    return Path(value)
+
+
+@command("copy", group="threads")
+async def threads_copy(
+    thread_id: Annotated[str, typer.Argument(help="The thread id on the source backend.")],
+    source: Annotated[
+        str,
+        typer.Option("--from", help="Source config: a threadkit.toml path or inline JSON."),
+    ],
+    destination: Annotated[
+        str,
+        typer.Option("--to", help="Destination config: a threadkit.toml path or inline JSON."),
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the result (ids, mapping) as JSON.")
+    ] = False,
+) -> None:
+    """Copy a thread to another backend: every message in order, tool calls kept paired.
+
+    Prints the new thread id and how many messages were copied (with --json: the old → new
+    message id mapping too). A destination that cannot hold some message is left unchanged.
+    """
+    import typer
+
+    from threadkit.copy import copy_thread
+
+    src_backend = await open_backend(_config_arg(source))
+    try:
+        dst_backend = await open_backend(_config_arg(destination))
+        try:
+            thread = await src_backend.get_thread(thread_id)
+            result = await copy_thread(thread, dst_backend)
+        finally:
+            await dst_backend.close()
+    finally:
+        await src_backend.close()
+    if as_json:
+        _echo_json(
+            {
+                "source_thread_id": result.source_thread_id,
+                "thread_id": result.thread.id,
+                "backend": dst_backend.kind,
+                "message_ids": result.message_ids,
+            }
+        )
+        return
+    typer.echo(
+        f"Copied thread {thread_id} ({src_backend.kind}) to {result.thread.id} "
+        f"({dst_backend.kind}): {len(result.message_ids)} messages."
+    )
+
+
 @command("prune", group="threads")
 async def threads_prune(
     ctx: typer.Context,
