@@ -547,25 +547,35 @@ async def _events(
     queue: asyncio.Queue[tuple[str, Any]],
     prelude: Sequence[tuple[str, Any]],
 ) -> AsyncIterator[bytes]:
-    """The SSE body of a streamed run: the prelude, then engine events until the run stops."""
+    """The SSE body of a streamed run: the prelude, then engine events until the run stops.
+
+    Events already queued are sent together in one chunk (one write), in order.
+    """
     try:
-        for event, data in prelude:
-            yield _sse(event, data)
-        while True:
-            event, data = await queue.get()
+        out = [_sse(event, data) for event, data in prelude]
+        finished = False
+        while not finished:
+            if not out or queue.empty():
+                if out:
+                    yield b"".join(out)
+                    out = []
+                item = await queue.get()
+            else:
+                item = queue.get_nowait()
+            event, data = item
             if event == _END:
                 task: asyncio.Task[Run] = data
                 if not task.cancelled() and task.exception() is not None:
                     err = to_api_error(task.exception())  # type: ignore[arg-type]
-                    yield _sse("error", err.body()["error"])
+                    out.append(_sse("error", err.body()["error"]))
+                finished = True
                 break
-            for name, wire in _wire_events(event, data):
-                yield _sse(name, wire)
-            if isinstance(data, Run) and (
+            out.extend(_sse(name, wire) for name, wire in _wire_events(event, data))
+            finished = isinstance(data, Run) and (
                 data.status.is_terminal or data.status is RunStatus.REQUIRES_ACTION
-            ):
-                break
-        yield b"event: done\ndata: [DONE]\n\n"
+            )
+        out.append(b"event: done\ndata: [DONE]\n\n")
+        yield b"".join(out)
     finally:
         stack.close()
 
