@@ -395,7 +395,10 @@ class RunEngine:
         while True:
             run = await self.get_run(thread_id, run_id)
             if run.status is RunStatus.QUEUED:
-                run = await self._try_move(run, RunStatus.IN_PROGRESS, started_at=self.now())
+                ts = self.now()
+                run = await self._try_move(
+                    run, RunStatus.IN_PROGRESS, started_at=ts, expires_at=ts + int(self.run_timeout)
+                )
                 continue
             if run.status is RunStatus.CANCELLING:
                 return await self._cancelled(run)
@@ -420,10 +423,13 @@ class RunEngine:
 
     async def _model_turn(self, run: Run) -> Run | None:
         """One model call. Returns the run if it stopped, None to call the model again."""
-        # renew the lease: an active run whose process vanished expires run_timeout later
-        run = await self._try_move_same(run, expires_at=self.now() + int(self.run_timeout))
-        if run.status is not RunStatus.IN_PROGRESS:
-            return None
+        # renew the lease once half of it is spent (an active run whose process vanished
+        # expires run_timeout after its last renewal); a fresh lease costs no write
+        ts = self.now()
+        if run.expires_at is None or run.expires_at - ts < self.run_timeout / 2:
+            run = await self._try_move_same(run, expires_at=ts + int(self.run_timeout))
+            if run.status is not RunStatus.IN_PROGRESS:
+                return None
         request = await self.build_request(run)
         draft = _Draft(self.now())
         try:
