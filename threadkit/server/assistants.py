@@ -279,15 +279,54 @@ async def create_thread(request: Request, st: ServerState, fl: Flavour) -> Respo
     return _ok(st, thread_to_wire(await _new_thread(st, body)))
 
 
+async def _is_classic_thread(st: ServerState, info: ThreadInfo) -> bool:
+    """Whether a stored thread is an Assistants/Foundry-classic thread, not a Conversations
+    conversation or a hidden Responses chain (those live in the same store)."""
+    from threadkit.server.conversations import CONVERSATION_KIND
+    from threadkit.server.responses import HIDDEN_THREAD_KEY
+
+    if HIDDEN_THREAD_KEY in info.metadata:
+        return False
+    try:
+        await st.store.get_object(CONVERSATION_KIND, info.id)
+    except ObjectNotFoundError:
+        return True
+    return False
+
+
 async def list_threads(request: Request, st: ServerState, fl: Flavour) -> Response:
+    """Foundry's list threads: classic threads only, pages filled past hidden ones.
+
+    A ``before``-only page is walked in the opposite order from ``before`` and flipped back.
+    """
     params = page_params(request)
-    page = await _cursor_page(
-        st.store.list_threads(
-            order=params.order, limit=params.limit, after=params.after, before=params.before
-        ),
-        params,
-    )
-    return _ok(st, list_body([thread_to_wire(t) for t in page.data], page.has_more, fl))
+    backwards = params.before is not None and params.after is None
+    order: Any = params.order
+    if backwards:
+        order = "asc" if params.order == "desc" else "desc"
+    cursor = params.before if backwards else params.after
+    stop = None if backwards else params.before
+    found: list[ThreadInfo] = []
+    has_more = False
+    while True:
+        page = await _cursor_page(
+            st.store.list_threads(order=order, limit=params.limit, after=cursor, before=stop),
+            params,
+        )
+        for i, info in enumerate(page.data):
+            if len(found) == params.limit:
+                has_more = True
+                break
+            if await _is_classic_thread(st, info):
+                found.append(info)
+            if len(found) == params.limit and (i + 1 < len(page.data) or page.has_more):
+                has_more = True
+        if len(found) == params.limit or not page.has_more or not page.data:
+            break
+        cursor = page.data[-1].id
+    if backwards:
+        found.reverse()
+    return _ok(st, list_body([thread_to_wire(t) for t in found], has_more, fl))
 
 
 async def get_thread(request: Request, st: ServerState, fl: Flavour) -> Response:
