@@ -52,6 +52,10 @@ STORES: dict[str, RegistryEntry] = {
 BACKENDS: dict[str, RegistryEntry] = {
     "chat": RegistryEntry("threadkit._local:LocalBackend"),
     "assistants": RegistryEntry("threadkit.adapters.assistants:AssistantsBackend", "openai"),
+    "responses": RegistryEntry("threadkit.adapters.responses:ResponsesBackend", "openai"),
+    "foundry-agents": RegistryEntry(
+        "threadkit.adapters.foundry_agents:FoundryAgentsBackend", "foundry"
+    ),
     "foundry": RegistryEntry("threadkit.adapters.foundry:FoundryBackend", "foundry"),
 }
 """Backend name (the ``backend`` config key) → backend class."""
