@@ -284,6 +284,7 @@ def _key_range(tk: int) -> tuple[int, int]:
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _CHECKPOINT_PAGES = 1000  # about as many WAL pages between two checkpoints as SQLite's default
+_SETTLE_EVERY = 8  # every 8th checkpoint holds the connection, so that the WAL starts over
 _WAL_SIZE_LIMIT = 64 << 20  # bytes the WAL file is truncated to after a checkpoint
 
 
@@ -314,7 +315,9 @@ class SQLiteStore(BaseStore):
     SQLite waits up to ``busy_timeout`` seconds for other processes' short ``BEGIN IMMEDIATE``
     transactions, so "database is locked" is not seen under normal contention. This keeps an
     append at roughly the cost of the bare SQL; ``fast_path=False`` sends every call through
-    the worker (one thread hop each, as aiosqlite does).
+    the worker (one thread hop each, as aiosqlite does). WAL checkpoints run on the worker,
+    mostly in the background, so the ``-wal`` file may reach a few tens of MB under a steady
+    stream of writes before a checkpoint lets it start over.
 
     Args:
         path: the database file (created when missing), or ``":memory:"`` for a private
@@ -359,7 +362,10 @@ class SQLiteStore(BaseStore):
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._pages = 0  # about how many WAL pages were written since the last checkpoint
-        self._checkpointing = False
+        self._checkpoints = 0  # checkpoints started
+        self._checkpointing = False  # one is queued or running
+        self._settling = False  # the one queued or running holds the connection
+        self._checkpointer: sqlite3.Connection | None = None  # the worker's, for background ones
 
     @classmethod
     def from_url(
@@ -488,23 +494,37 @@ class SQLiteStore(BaseStore):
             return
         self._pages += pages
         if self._pages >= _CHECKPOINT_PAGES and not self._checkpointing and not self._closed:
-            self._checkpointing = True
             self._pages = 0
-            self._executor.submit(self._checkpoint)
+            self._checkpoints += 1
+            self._checkpointing = True
+            self._settling = self._checkpoints % _SETTLE_EVERY == 0
+            self._executor.submit(self._checkpoint, self._settling)
 
-    def _checkpoint(self) -> None:
-        """A WAL checkpoint on the worker thread, holding the connection: the fast path turns
-        SQLite's automatic checkpoints off, since they fsync and would do so on the event loop.
-        Calls made meanwhile wait on the worker (never on the loop). With no write of ours in
-        between, the checkpoint completes and the next write starts the WAL over."""
+    def _checkpoint(self, settle: bool) -> None:
+        """A PASSIVE WAL checkpoint on the worker thread (it fsyncs; the fast path turns
+        SQLite's automatic checkpoints off so that nothing fsyncs on the event loop).
+
+        Most run in the background on a second connection while calls go on, so their fsyncs
+        overlap with the caller's work. Frames written meanwhile stay in the WAL, which grows
+        while writes never pause; so every ``_SETTLE_EVERY``-th checkpoint *settles*: it holds
+        the store's connection (calls wait on the worker, never on the loop), completes, and
+        the next write starts the WAL over.
+        """
         try:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            if settle:
+                with self._lock:
+                    if self._conn is not None:
+                        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            elif not self._closed:
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(
+                        self._path, isolation_level=None, check_same_thread=False
+                    )
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # a later checkpoint (or closing the last connection) catches up
         finally:
-            self._checkpointing = False
+            self._checkpointing = self._settling = False
 
     async def _call(
         self,
@@ -521,9 +541,9 @@ class SQLiteStore(BaseStore):
         """
         if self._closed:
             raise StoreError("the sqlite store is closed")
-        # a pending checkpoint goes first: calls queue behind it on the worker meanwhile
+        # a settling checkpoint goes first: calls queue behind it on the worker meanwhile
         fast = (self._fast_writes if write else self._fast_reads) and not bulk
-        fast = fast and not self._checkpointing
+        fast = fast and not self._settling
         if fast and self._conn is not None and self._lock.acquire(blocking=False):
             try:
                 conn = self._conn
@@ -575,6 +595,9 @@ class SQLiteStore(BaseStore):
         self._executor.shutdown(wait=False)
 
     def _close_conn(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()  # the last connection to close also checkpoints the WAL
