@@ -232,7 +232,7 @@ async def test_chain_sends_only_what_the_chain_has_not_seen(tmp_path: Path) -> N
     one, two = rec.bodies
     assert "previous_response_id" not in one
     assert [i["content"][0]["text"] for i in one["input"]] == ["My name is Ada."]
-    assert two["previous_response_id"] == first.provider_details["responses"][0]  # type: ignore[index]
+    assert two["previous_response_id"] == first.provider_details["responses"][0]
     assert [i["content"][0]["text"] for i in two["input"]] == ["What is my name?"]
     assert "store" not in two  # stored by the service (its default)
 
@@ -257,9 +257,7 @@ async def test_store_mode_sends_the_truncated_history_unstored(tmp_path: Path) -
             assert "Grace" not in [m async for m in thread.messages("desc", limit=1)][0].text
             # the service kept nothing
             with pytest.raises(openai.NotFoundError):
-                await backend.client.responses.retrieve(  # type: ignore[attr-defined]
-                    run.provider_details["responses"][0]  # type: ignore[index]
-                )
+                await backend.client.responses.retrieve(run.provider_details["responses"][0])
     assert all(b["store"] is False for b in rec.bodies)
     assert all(b["include"] == ["reasoning.encrypted_content"] for b in rec.bodies)
     assert [len(b["input"]) for b in rec.bodies] == [1, 3, 1]
@@ -305,7 +303,7 @@ async def test_conversation_mode_items_are_the_messages(server: RunningServer) -
         await thread.add_message("user", "Please compute 6 * 7")
         run = await thread.run(functions=[calculator], timeout=30)
         assert run.status is RunStatus.COMPLETED
-        conv = backend.client.conversations  # type: ignore[attr-defined]
+        conv = backend.client.conversations
         items = (await conv.items.list(thread.id, order="asc")).data
         messages = [m async for m in thread.messages()]
         assert [m.id for m in messages] == [i.id for i in items]
@@ -419,7 +417,7 @@ async def test_a_run_whose_request_never_returns_expires(tmp_path: Path) -> None
     with running_server({"store": "memory://"}, model=ScriptedModel(slow)) as srv:
         cfg = config_for(srv.openai_base_url, "store", store=db)
         async with await threadkit.open_backend(cfg) as backend:
-            backend.request_lease = 1  # type: ignore[attr-defined]
+            backend.request_lease = 1
             thread = await backend.create_thread()
             await thread.add_message("user", "hello")
             task = asyncio.create_task(thread.create_run())
@@ -440,12 +438,12 @@ async def test_delete_removes_the_chains_responses(server: RunningServer) -> Non
         thread = await backend.create_thread()
         await thread.add_message("user", "hello")
         run = await thread.run(timeout=30)
-        (rid,) = run.provider_details["responses"]  # type: ignore[index]
-        await backend.client.responses.retrieve(rid)  # type: ignore[attr-defined]
+        (rid,) = run.provider_details["responses"]
+        await backend.client.responses.retrieve(rid)
         assert await thread.delete() is True
         assert await thread.delete() is False
         with pytest.raises(openai.NotFoundError):
-            await backend.client.responses.retrieve(rid)  # type: ignore[attr-defined]
+            await backend.client.responses.retrieve(rid)
         with pytest.raises(ThreadNotFoundError):
             await backend.get_thread(thread.id)
 
@@ -507,7 +505,8 @@ def test_snapshot_resumes_in_another_process(
             thread = await backend.create_thread()
             await thread.add_message("user", "My name is Lovelace.")
             await thread.run(timeout=30)
-            return await thread.serialize()
+            snapshot: bytes = await thread.serialize()
+            return snapshot
 
     blob = asyncio.run(first())
     snap = tmp_path / "thread.json"
@@ -551,7 +550,7 @@ async def test_runs_survive_429_and_500(tmp_path: Path) -> None:
             run = await thread.run(functions=[calculator], timeout=30)
             assert run.status is RunStatus.COMPLETED
             assert "42" in [m async for m in thread.messages("desc", limit=1)][0].text
-            assert len(run.provider_details["responses"]) == 2  # type: ignore[index]
+            assert len(run.provider_details["responses"]) == 2
     assert [f.hits for f in faults.faults] == [1, 1, 2]
 
 

@@ -482,6 +482,9 @@ class FoundryAgentsBackend(ResponsesBackend):
         self._versions[fp] = version
         return version
 
+    async def __aenter__(self) -> FoundryAgentsBackend:
+        return self
+
     async def close(self) -> None:
         """Close what this backend made: the OpenAI client, the project client, a credential
         and the local record. Clients and credentials passed in stay open."""
