@@ -805,15 +805,13 @@ class StoreConformance:
             if not p.has_more:
                 break
         assert walked == expected
-        backwards: list[str] = []
-        before: str | None = None
+        # back from the end in ascending pages: each page is the 30 right before the cursor
+        last = await store.list_messages(thread_id, limit=30, order="desc")
+        backwards = texts(last.data)[::-1]
+        before = last.last_id
         while True:
             p = await store.list_messages(thread_id, limit=30, before=before, order="asc")
-            if before is None:  # no cursor: start from the oldest; jump to the end instead
-                p = await store.list_messages(thread_id, limit=30, order="desc")
-                backwards = texts(p.data)[::-1]
-                before = p.last_id
-                continue
+            assert len(p.data) == 30 or not p.has_more
             backwards = texts(p.data) + backwards
             before = p.first_id
             if not p.has_more:
