@@ -70,6 +70,23 @@ EXPECTED: dict[str, list[str]] = {
         r"threads tagged sample=07: 1",
         r"deleted: True",
     ],
+    "08_responses.py": [
+        r"threadkit serve on http://127\.0\.0\.1:\d+",
+        r"\[chain\] assistant: Noted: your name is Ada\.",
+        r"\[chain\] run (run_\w+): requires_action",
+        r"\[chain\]   tool call calculator\(\{'expression': '12 \* \(3 \+ 4\)'\}\) -> 84",
+        r"\[chain\] run run_\w+: completed over 2 responses",
+        r"\[chain\] assistant: calculator returned 84\.",
+        r"\[chain\] run steps: \['tool_calls', 'message_creation'\]",
+        r"\[conversation\] thread conv_\w+",
+        r"\[conversation\] resumed; assistant: Your favourite colour is teal\.",
+        r"\[conversation\] 4 items: user assistant user assistant",
+        r"\[store\] assistant: Your name is Grace\.",
+        r"\[store\] 4 messages kept by threadkit, none by the service",
+        r"\[foundry-agents\] agent sample-08:1: completed",
+        r"\[foundry-agents\] assistant: calculator returned 42\.",
+        r"\[foundry-agents\] deleted: True",
+    ],
 }
 
 
