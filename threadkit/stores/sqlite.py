@@ -66,7 +66,6 @@ Synchronous = Literal["normal", "full"]
 
 _encoder = msgspec.msgpack.Encoder()
 _message_decoder = msgspec.msgpack.Decoder(Message)
-_messages_decoder = msgspec.msgpack.Decoder(list[Message])
 _run_decoder = msgspec.msgpack.Decoder(Run)
 _step_decoder = msgspec.msgpack.Decoder(RunStep)
 _json_encoder = msgspec.json.Encoder()
@@ -236,18 +235,6 @@ def _decode_message(key: int, data: bytes) -> Message:
     m = _message_decoder.decode(data)
     m.seq = key & _SEQ_MASK
     return m
-
-
-def _decode_messages(rows: list[tuple[int, bytes]]) -> list[Message]:
-    """Decode many message rows with ONE decoder call: a MessagePack array is its header
-    followed by the encoded elements, so the row blobs are joined behind an array header."""
-    if len(rows) < 8:
-        return [_decode_message(k, d) for k, d in rows]
-    blob = b"\xdd" + len(rows).to_bytes(4, "big") + b"".join([d for _, d in rows])
-    data = _messages_decoder.decode(blob)
-    for m, (k, _) in zip(data, rows, strict=True):
-        m.seq = k & _SEQ_MASK
-    return data
 
 
 def _thread_info(row: tuple[Any, ...]) -> ThreadInfo:
@@ -1116,7 +1103,7 @@ def _list_messages(
         tail, params, reverse = _page_sql("key", order, a, b, limit, *_key_range(tk))
         rows = conn.execute(f"SELECT key, data FROM messages WHERE 1{tail}", params).fetchall()
     rows, has_more = _trim(rows, limit, reverse)
-    data = _decode_messages(rows)
+    data = [_decode_message(k, d) for k, d in rows]
     return page_of(data, [m.id for m in data], has_more)
 
 
@@ -1130,7 +1117,7 @@ def _tail(conn: sqlite3.Connection, thread_id: str, n: int) -> list[Message]:
             (*_key_range(tk), n),
         ).fetchall()
     rows.reverse()
-    return _decode_messages(rows)
+    return [_decode_message(k, d) for k, d in rows]
 
 
 def _update_message(
