@@ -405,3 +405,17 @@ async def test_runs_survive_429_and_500() -> None:
             assert run.status is RunStatus.COMPLETED
             assert "42" in [m async for m in thread.messages("desc", limit=1)][0].text
     assert [f.hits for f in faults.faults] == [1, 1, 2]
+
+
+async def test_default_credential_is_built_lazily_and_closed() -> None:
+    pytest.importorskip("azure.identity.aio")
+    cfg = config_for("https://example.services.ai.azure.com/api/projects/p", credential="default")
+    backend = await threadkit.open_backend(cfg)
+    try:
+        assert isinstance(backend, FoundryAgentsBackend)
+        assert str(backend.client.base_url).startswith(
+            "https://example.services.ai.azure.com/api/projects/p/openai/v1"
+        )
+        assert "api_key_env" not in backend.settings
+    finally:
+        await backend.close()  # nothing was sent: no token was ever asked for

@@ -693,3 +693,31 @@ def test_items_map_to_messages_and_back() -> None:
         {"usage": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}}
     )
     assert usage is not None and usage.total_tokens == 7
+
+
+async def test_copy_thread_into_and_out_of_every_mode(server: RunningServer) -> None:
+    async with await threadkit.open_backend({"backend": "chat"}) as chat:
+        source = await chat.create_thread()
+        await source.add_message("user", "My name is Ada.")
+        await source.run(timeout=30)
+        await source.add_message("user", "Please compute 6 * 7")
+        await source.run(functions=[calculator], timeout=30)
+        original = [(m.role, m.text, [type(p) for p in m.content]) async for m in source.messages()]
+        assert len(original) == 6
+        for mode in ("previous_response_id", "conversation", "store"):
+            cfg = config_for(server.openai_base_url, mode)
+            async with await threadkit.open_backend(cfg) as backend:
+                copied = await threadkit.copy_thread(source, backend)
+                thread = copied.thread
+                got = [
+                    (m.role, m.text, [type(p) for p in m.content]) async for m in thread.messages()
+                ]
+                assert got == original, mode
+                assert list(copied.message_ids) == [m.id async for m in source.messages()]
+                await thread.add_message("user", "What is my name?")
+                assert (await thread.run(timeout=30)).status is RunStatus.COMPLETED
+                assert [m async for m in thread.messages("desc", limit=1)][0].text == (
+                    "Your name is Ada."
+                )
+                back = await threadkit.copy_thread(thread, chat)
+                assert len(back.message_ids) == 8, mode
