@@ -38,11 +38,15 @@ EXPECTED: dict[str, list[str]] = {
         r"history intact: 2 messages before, 4 after",
     ],
     "04_swap_backend_config.py": [
-        r"store memory://\)",
-        r"store sqlite:///",
+        r"chat backend, .*store memory://\)",
         r"assistant: calculator returned 42\.",
         r"assistant: Your favourite number is 42\.",
-        r"same transcript under all 2 configuration\(s\): True",
+        r"chat backend, .*store sqlite:///",
+        r"assistants backend, .*on threadkit serve",
+        r"foundry backend, .*on threadkit serve",
+        r"responses backend, .*on threadkit serve",
+        r"foundry-agents backend, .*on threadkit serve",
+        r"same transcript under all 6 configuration\(s\): True",
     ],
     "05_export_audit.py": [
         r"export written to ",
