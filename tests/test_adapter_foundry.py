@@ -555,3 +555,39 @@ def test_sample_07_runs_against_its_own_server(tmp_path: Path) -> None:
         found = re.compile(pattern).search(proc.stdout, pos)
         assert found, f"{pattern!r} not found after offset {pos} in:\n{proc.stdout}"
         pos = found.end()
+
+
+async def test_runs_survive_injected_429_500_and_slow_answers(tmp_path: Path) -> None:
+    """The Azure SDK's retry policy plus threadkit's polling ride out 429s, 500s and slow polls."""
+    from threadkit.testing.faults import Fault, FaultInjector
+
+    faults = FaultInjector(
+        [
+            Fault(status=429, times=1, retry_after=0.05, path=r"/runs/run_", method="GET"),
+            Fault(status=500, times=1, path=r"/messages$", method="POST"),
+            Fault(delay=0.3, times=2, path=r"/runs/run_", method="GET"),
+        ]
+    )
+    with running_server(
+        {"store": f"sqlite:///{tmp_path}/faults.db", "model": "offline"}, wrap=faults.wrap
+    ) as srv:
+        config = {
+            "backend": "foundry",
+            "endpoint": srv.foundry_endpoint("faults"),
+            "allow_insecure_loopback": True,
+            "credential": "api_key",
+            "api_key_env": "THREADKIT_TEST_FOUNDRY_FAULT_KEY",
+            "model": "offline",
+        }
+        os.environ["THREADKIT_TEST_FOUNDRY_FAULT_KEY"] = "k"
+        try:
+            async with await threadkit.open_backend(config) as backend:
+                thread = await backend.create_thread()
+                await thread.add_message("user", "Please compute 6 * 7")
+                run = await thread.run(functions=[_calculator], timeout=60)
+                assert run.status is RunStatus.COMPLETED
+                last = [m async for m in thread.messages("desc", limit=1)][0]
+                assert "42" in last.text
+        finally:
+            del os.environ["THREADKIT_TEST_FOUNDRY_FAULT_KEY"]
+    assert [f.hits for f in faults.faults] == [1, 1, 2]

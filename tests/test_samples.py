@@ -62,6 +62,16 @@ EXPECTED: dict[str, list[str]] = {
         r"imported into memory://: thread thread_[0-9a-f]{32} with 4 messages",
         r"\[agent-framework in-memory session\] assistant: Your name is Ada\.",
     ],
+    "09_assistants.py": [
+        r"threadkit serve on http://127\.0\.0\.1:\d+/v1",
+        r"thread thread_\w+ created on the Assistants endpoint",
+        r"run run_\w+: completed, agent asst_\w+",
+        r"steps \['tool_calls', 'message_creation'\]",
+        r"assistant: calculator returned 84\.",
+        r"snapshot: \d+ bytes, no credentials",
+        r"resumed thread thread_\w+: 6 messages",
+        r"assistant: Your name is Ada\.",
+    ],
     "07_foundry_classic.py": [
         r"threadkit serve on http://127\.0\.0\.1:\d+/api/projects/demo",
         r"thread thread_\w+ created",
