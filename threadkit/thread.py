@@ -484,23 +484,33 @@ class BaseAgentThread(abc.ABC):
                 return
             cursor = page.last_id
 
+    async def _poll_run(self, run_id: str) -> tuple[Run, float | None]:
+        """One poll of :meth:`wait_run`: the run, and the service's polling hint in seconds
+        (``openai-poll-after-ms`` and the like) when it sent one. Service backends override it;
+        the default reads :meth:`get_run` and has no hint."""
+        return await self.get_run(run_id), None
+
     async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:
         """Poll a run until it is terminal or ``requires_action``.
 
-        Waits follow :attr:`poll` (0.5 s, then ×1.5 up to 5 s per wait).
+        The first look is immediate; then the waits follow :attr:`poll` (0.5 s, then ×1.5 up to
+        5 s per wait), except that a service's own polling hint wins (capped at ``max_delay``).
 
         Args:
             timeout: seconds before giving up (default: the policy's ``timeout``).
 
         Raises:
             RunTimeoutError: the run did not stop in time (it goes on; cancel it if needed).
+            RunNotFoundError: no such run.
         """
         limit = timeout if timeout is not None else self.poll.timeout
         deadline = None if limit is None else time.monotonic() + limit
-        run = await self.get_run(run_id)
-        for delay in self.poll.delays():
+        delays = iter(self.poll.delays())
+        while True:
+            run, hint = await self._poll_run(run_id)
             if run.status.is_terminal or run.status is RunStatus.REQUIRES_ACTION:
                 return run
+            delay = next(delays) if hint is None else min(hint, self.poll.max_delay)
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -509,8 +519,6 @@ class BaseAgentThread(abc.ABC):
                     )
                 delay = min(delay, left)
             await asyncio.sleep(delay)
-            run = await self.get_run(run_id)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def run(
         self,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -45,7 +44,6 @@ from threadkit.config import Config
 from threadkit.errors import (
     BackendMismatchError,
     ConfigError,
-    RunTimeoutError,
     ServiceError,
     UnsupportedOperation,
     ValidationError,
@@ -60,7 +58,6 @@ from threadkit.types import (
     Page,
     Role,
     Run,
-    RunStatus,
     RunStep,
     ThreadInfo,
     ToolOutput,
@@ -422,29 +419,8 @@ class AssistantsThread(BaseAgentThread):
     async def get_run(self, run_id: str) -> Run:
         return (await self._retrieve(run_id))[0]
 
-    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:
-        """Poll a run until it is terminal or ``requires_action``, honouring the service's
-        ``openai-poll-after-ms`` hint (else 0.5 s, ×1.5, capped at 5 s).
-
-        Raises:
-            RunTimeoutError: the run did not stop in ``timeout`` seconds.
-        """
-        limit = timeout if timeout is not None else self.poll.timeout
-        deadline = None if limit is None else time.monotonic() + limit
-        delays = iter(self.poll.delays())
-        while True:
-            run, hint = await self._retrieve(run_id)
-            if run.status.is_terminal or run.status is RunStatus.REQUIRES_ACTION:
-                return run
-            delay = next(delays) if hint is None else min(hint, self.poll.max_delay)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RunTimeoutError(
-                        f"run {run_id} still {run.status.value} after {limit} seconds"
-                    )
-                delay = min(delay, left)
-            await asyncio.sleep(delay)
+    async def _poll_run(self, run_id: str) -> tuple[Run, float | None]:
+        return await self._retrieve(run_id)  # honours the service's openai-poll-after-ms
 
     async def list_runs(
         self, *, order: Order = "desc", limit: int = 100, after: str | None = None

@@ -78,7 +78,6 @@ from threadkit.errors import (
     AuthenticationError,
     BackendMismatchError,
     ConfigError,
-    RunTimeoutError,
     ServiceError,
     ThreadNotFoundError,
     UnsupportedOperation,
@@ -94,7 +93,6 @@ from threadkit.types import (
     Page,
     Role,
     Run,
-    RunStatus,
     RunStep,
     ThreadInfo,
     ToolOutput,
@@ -895,30 +893,9 @@ class FoundryThread(BaseAgentThread):
     async def get_run(self, run_id: str) -> Run:
         return (await self._retrieve(run_id))[0]
 
-    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:
-        """Poll a run until it is terminal or ``requires_action``, honouring the service's
-        polling hint (``openai-poll-after-ms``, ``retry-after``), else 0.5 s, ×1.5, capped 5 s.
-
-        Raises:
-            RunTimeoutError: the run did not stop in ``timeout`` seconds (it goes on).
-            RunNotFoundError: the service has no such run.
-        """
-        limit = timeout if timeout is not None else self.poll.timeout
-        deadline = None if limit is None else time.monotonic() + limit
-        delays = iter(self.poll.delays())
-        while True:
-            run, hint = await self._retrieve(run_id)
-            if run.status.is_terminal or run.status is RunStatus.REQUIRES_ACTION:
-                return run
-            delay = next(delays) if hint is None else min(hint, self.poll.max_delay)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RunTimeoutError(
-                        f"run {run_id} still {run.status.value} after {limit} seconds"
-                    )
-                delay = min(delay, left)
-            await asyncio.sleep(delay)
+    async def _poll_run(self, run_id: str) -> tuple[Run, float | None]:
+        # honours the service's polling hint (openai-poll-after-ms, retry-after)
+        return await self._retrieve(run_id)
 
     async def list_runs(
         self, *, order: Order = "desc", limit: int = 100, after: str | None = None

@@ -62,12 +62,10 @@ Build it from configuration (``backend = "responses"``, ``base_url``, ``api_key_
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import hashlib
 import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -101,7 +99,6 @@ from threadkit.errors import (
     ObjectNotFoundError,
     RateLimitError,
     RunNotFoundError,
-    RunTimeoutError,
     ServiceError,
     SnapshotError,
     ThreadNotFoundError,
@@ -998,30 +995,9 @@ class _RunsThread(BaseAgentThread):
         """
         return await self._refresh(await self._stored_run(run_id))
 
-    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:
-        """Poll a run until it is terminal or ``requires_action``, honouring the service's
-        ``openai-poll-after-ms`` hint (else 0.5 s, ×1.5, capped at 5 s).
-
-        Raises:
-            RunTimeoutError: the run did not stop in ``timeout`` seconds (it goes on).
-            RunNotFoundError: no such run.
-        """
-        limit = timeout if timeout is not None else self.poll.timeout
-        deadline = None if limit is None else time.monotonic() + limit
-        delays = iter(self.poll.delays())
-        while True:
-            run, hint = await self._retrieve(await self._stored_run(run_id))
-            if run.status.is_terminal or run.status is RunStatus.REQUIRES_ACTION:
-                return run
-            delay = next(delays) if hint is None else min(hint, self.poll.max_delay)
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RunTimeoutError(
-                        f"run {run_id} still {run.status.value} after {limit} seconds"
-                    )
-                delay = min(delay, left)
-            await asyncio.sleep(delay)
+    async def _poll_run(self, run_id: str) -> tuple[Run, float | None]:
+        # a background response is checked with the service, honouring openai-poll-after-ms
+        return await self._retrieve(await self._stored_run(run_id))
 
     async def list_runs(
         self, *, order: Order = "desc", limit: int = 100, after: str | None = None
