@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ from threadkit.registry import open_store
 from threadkit.snapshot import FORMAT, VERSION, InlineThread, Snapshot, encode_snapshot
 from threadkit.stores.base import MessageStore, supports_import
 from threadkit.thread import (
+    RUN_OPTIONS,
     BaseAgentThread,
     Content,
     Order,
@@ -45,25 +47,6 @@ from threadkit.types import (
 )
 
 __all__ = ["LocalBackend", "LocalThread"]
-
-_RUN_OPTIONS = frozenset(
-    {
-        "model",
-        "instructions",
-        "additional_instructions",
-        "additional_messages",
-        "tools",
-        "metadata",
-        "temperature",
-        "top_p",
-        "max_prompt_tokens",
-        "max_completion_tokens",
-        "truncation_strategy",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-    }
-)
 
 
 def _same_store(a: str | None, b: str) -> bool:
@@ -323,10 +306,10 @@ class LocalThread(BaseAgentThread):
         return await self._store.get_message(self.id, message_id)
 
     async def create_run(self, agent: Agent | None = None, **options: Any) -> Run:
-        unknown = sorted(set(options) - _RUN_OPTIONS)
+        unknown = sorted(set(options) - RUN_OPTIONS)
         if unknown:
             raise ValidationError(
-                f"unknown run option {unknown[0]!r} (known: {', '.join(sorted(_RUN_OPTIONS))})"
+                f"unknown run option {unknown[0]!r} (known: {', '.join(sorted(RUN_OPTIONS))})"
             )
         extra = options.pop("additional_messages", None) or ()
         messages = [
@@ -389,15 +372,24 @@ class LocalThread(BaseAgentThread):
         return await self._store.get_thread(self.id)
 
     async def serialize(self, format: Literal["json", "msgpack"] = "json") -> bytes:
-        info = await self._store.get_thread(self.id)
-        tail = await self._store.tail(self.id, 1)
-        locator = self._store.locator
+        store = self._store
+        locator = store.locator
+        info = await store.get_thread(self.id)
         inline: InlineThread | None = None
         if locator.startswith("memory://"):
-            messages = (await self._store.list_messages(self.id, limit=None)).data
+            # The whole thread in one call: tail() with no real bound is one slice of the
+            # store's own (read-only) messages, where a listing builds a page and its ids.
+            # The count and last seq come from that same list, so they always agree with it.
+            messages = await store.tail(self.id, sys.maxsize)
+            count = len(messages)
+            last_seq = messages[-1].seq if messages else 0
             inline = InlineThread(
                 created_at=info.created_at, metadata=info.metadata, messages=messages
             )
+        else:
+            tail = await store.tail(self.id, 1)
+            count = info.message_count
+            last_seq = tail[-1].seq if tail else 0
         settings = {k: v for k, v in self.owner.settings.items() if k not in ("backend", "store")}
         snapshot = Snapshot(
             format=FORMAT,
@@ -407,8 +399,8 @@ class LocalThread(BaseAgentThread):
             created_at=now(),
             settings=settings,
             store=locator,
-            message_count=info.message_count,
-            last_seq=tail[-1].seq if tail else 0,
+            message_count=count,
+            last_seq=last_seq,
             inline=inline,
         )
         return encode_snapshot(snapshot, format)

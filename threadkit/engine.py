@@ -752,21 +752,7 @@ class RunEngine:
                 status=run.status.value,
             )
         calls = run.required_action.submit_tool_outputs.tool_calls
-        wanted = {c.id for c in calls}
-        given: dict[str, str] = {}
-        for out in outputs:
-            if out.tool_call_id not in wanted:
-                raise ValidationError(
-                    f"tool output for {out.tool_call_id}, which run {run.id} did not call"
-                )
-            if out.tool_call_id in given:
-                raise ValidationError(f"two tool outputs for {out.tool_call_id}")
-            given[out.tool_call_id] = out.output
-        missing = sorted(wanted - given.keys())
-        if missing:
-            raise ValidationError(
-                f"tool outputs are missing for {', '.join(missing)}; submit all in one request"
-            )
+        given = match_tool_outputs(run, outputs)
         details = dict(run.provider_details or {})
         text = str(details.pop(_PENDING_TEXT, "") or "")
         step_id = str(details.pop("threadkit.pending_step", ""))
@@ -873,3 +859,39 @@ def _truncation(value: TruncationStrategy | Mapping[str, Any] | None) -> Truncat
         return msgspec.convert(dict(value), TruncationStrategy)
     except (msgspec.ValidationError, TypeError, ValueError) as exc:
         raise ValidationError(f"invalid truncation_strategy {value!r}: {exc}") from exc
+
+
+def match_tool_outputs(run: Run, outputs: Sequence[ToolOutput]) -> dict[str, str]:
+    """Check tool outputs against the calls a ``requires_action`` run waits on.
+
+    Shared by every backend that answers tool calls itself (the run engine, the Responses
+    adapter), so they refuse the same inputs with the same messages.
+
+    Args:
+        run: a run whose ``required_action`` lists the tool calls.
+        outputs: the outputs given, any order.
+
+    Returns:
+        tool call id → output, for every call of the run.
+
+    Raises:
+        ValidationError: an output for a call the run did not make, two outputs for one call,
+            or a call without an output (all outputs go in one request, as in the specs).
+    """
+    calls = run.required_action.submit_tool_outputs.tool_calls if run.required_action else []
+    wanted = {c.id for c in calls}
+    given: dict[str, str] = {}
+    for out in outputs:
+        if out.tool_call_id not in wanted:
+            raise ValidationError(
+                f"tool output for {out.tool_call_id}, which run {run.id} did not call"
+            )
+        if out.tool_call_id in given:
+            raise ValidationError(f"two tool outputs for {out.tool_call_id}")
+        given[out.tool_call_id] = out.output
+    missing = sorted(wanted - given.keys())
+    if missing:
+        raise ValidationError(
+            f"tool outputs are missing for {', '.join(missing)}; submit all in one request"
+        )
+    return given

@@ -46,6 +46,7 @@ from threadkit.types import (
 )
 
 __all__ = [
+    "RUN_OPTIONS",
     "AgentThread",
     "BaseAgentThread",
     "Content",
@@ -60,6 +61,26 @@ Content = str | ContentPart | Sequence[ContentPart]
 """Message content as callers give it: a string (one text part), one part, or a list of parts."""
 
 Order = Literal["asc", "desc"]
+
+RUN_OPTIONS = frozenset(
+    {
+        "model",
+        "instructions",
+        "additional_instructions",
+        "additional_messages",
+        "tools",
+        "metadata",
+        "temperature",
+        "top_p",
+        "max_prompt_tokens",
+        "max_completion_tokens",
+        "truncation_strategy",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+    }
+)
+"""The options :meth:`AgentThread.create_run` takes (the spec's create-run request fields)."""
 
 
 class PollPolicy(msgspec.Struct, kw_only=True, frozen=True):

@@ -89,6 +89,7 @@ from threadkit.adapters._responses_model import (
 )
 from threadkit.adapters._service import check_endpoint, poll_after_seconds, raise_for_status_error
 from threadkit.config import Config
+from threadkit.engine import match_tool_outputs
 from threadkit.errors import (
     ActiveRunError,
     BackendMismatchError,
@@ -109,7 +110,7 @@ from threadkit.models import estimate_tokens
 from threadkit.registry import open_store
 from threadkit.snapshot import FORMAT, VERSION, InlineThread, Snapshot, encode_snapshot
 from threadkit.stores.base import MessageStore, check_metadata, supports_import
-from threadkit.thread import BaseAgentThread, Content, Order, PollPolicy, build_message
+from threadkit.thread import RUN_OPTIONS, BaseAgentThread, Content, Order, PollPolicy, build_message
 from threadkit.truncation import DEFAULT_CONTEXT_WINDOW, build_context
 from threadkit.types import (
     Agent,
@@ -152,24 +153,6 @@ STATE_KIND = "threadkit.responses.thread"
 ITEMS_KIND = "threadkit.responses.items"
 """Stored-object kind mapping a conversation's output item ids to the runs that wrote them."""
 
-_RUN_OPTIONS = frozenset(
-    {
-        "model",
-        "instructions",
-        "additional_instructions",
-        "additional_messages",
-        "tools",
-        "metadata",
-        "temperature",
-        "top_p",
-        "max_prompt_tokens",
-        "max_completion_tokens",
-        "truncation_strategy",
-        "tool_choice",
-        "parallel_tool_calls",
-        "response_format",
-    }
-)
 _ENCRYPTED = ["reasoning.encrypted_content"]
 
 
@@ -710,10 +693,10 @@ class _RunsThread(BaseAgentThread):
                 recorded ``failed`` with the error in ``last_error``.
         """
         agent = agent or Agent()
-        unknown = sorted(set(options) - _RUN_OPTIONS)
+        unknown = sorted(set(options) - RUN_OPTIONS)
         if unknown:
             raise ValidationError(
-                f"unknown run option {unknown[0]!r} (known: {', '.join(sorted(_RUN_OPTIONS))})"
+                f"unknown run option {unknown[0]!r} (known: {', '.join(sorted(RUN_OPTIONS))})"
             )
         fields, request = await self._agent_request(agent, options)
         strategy: TruncationStrategy | None = options.get("truncation_strategy")
@@ -1037,21 +1020,7 @@ class _RunsThread(BaseAgentThread):
                 status=run.status.value,
             )
         calls = run.required_action.submit_tool_outputs.tool_calls
-        wanted = {c.id for c in calls}
-        given: dict[str, str] = {}
-        for out in outputs:
-            if out.tool_call_id not in wanted:
-                raise ValidationError(
-                    f"tool output for {out.tool_call_id}, which run {run.id} did not call"
-                )
-            if out.tool_call_id in given:
-                raise ValidationError(f"two tool outputs for {out.tool_call_id}")
-            given[out.tool_call_id] = out.output
-        missing = sorted(wanted - given.keys())
-        if missing:
-            raise ValidationError(
-                f"tool outputs are missing for {', '.join(missing)}; submit all in one request"
-            )
+        given = match_tool_outputs(run, outputs)
         details = dict(run.provider_details or {})
         turn = details.pop("turn", None) or {}
         ts = now()
