@@ -114,13 +114,18 @@ class PollPolicy(msgspec.Struct, kw_only=True, frozen=True):
 
 @runtime_checkable
 class AgentThread(Protocol):
-    """One conversation on one backend (async). See :class:`BaseAgentThread` for the docs."""
+    """One conversation on one backend (async); :class:`BaseAgentThread` documents each method
+    at length, and ``threadkit.sync`` offers the same names without ``await``."""
 
     @property
-    def id(self) -> str: ...
+    def id(self) -> str:
+        """The thread id (the service's own id on service backends)."""
+        ...
 
     @property
-    def backend(self) -> str: ...
+    def backend(self) -> str:
+        """The backend kind (``chat``, ``assistants``, ``foundry``, ``responses``...)."""
+        ...
 
     async def add_message(
         self,
@@ -129,7 +134,11 @@ class AgentThread(Protocol):
         *,
         attachments: Sequence[Attachment] | None = None,
         metadata: Mapping[str, str] | None = None,
-    ) -> Message: ...
+    ) -> Message:
+        """Append one message; returns it as stored. Raises ActiveRunError (a run is active),
+        ValidationError (bad content or metadata), UnsupportedOperation (the service cannot hold
+        a part), ThreadNotFoundError."""
+        ...
 
     def messages(
         self,
@@ -138,7 +147,10 @@ class AgentThread(Protocol):
         limit: int | None = None,
         after: str | None = None,
         before: str | None = None,
-    ) -> AsyncIterator[Message]: ...
+    ) -> AsyncIterator[Message]:
+        """Iterate messages (``asc`` = oldest first), fetching pages of up to 100.
+        Raises MessageNotFoundError for a cursor naming no message."""
+        ...
 
     async def list_messages(
         self,
@@ -147,9 +159,14 @@ class AgentThread(Protocol):
         limit: int = 100,
         after: str | None = None,
         before: str | None = None,
-    ) -> Page[Message]: ...
+    ) -> Page[Message]:
+        """One page of messages (``asc`` = oldest first; ``limit`` 1..100). Raises
+        MessageNotFoundError for a bad cursor, ThreadNotFoundError."""
+        ...
 
-    async def get_message(self, message_id: str) -> Message: ...
+    async def get_message(self, message_id: str) -> Message:
+        """One message. Raises MessageNotFoundError, ThreadNotFoundError."""
+        ...
 
     async def run(
         self,
@@ -158,41 +175,85 @@ class AgentThread(Protocol):
         functions: Iterable[ToolFunction] | Mapping[str, ToolFunction] | None = None,
         timeout: float | None = None,
         **options: Any,
-    ) -> Run: ...
+    ) -> Run:
+        """Run ``agent`` to the end (terminal or ``requires_action``), executing ``functions``
+        through ``requires_action`` along the way; ``timeout`` in seconds. Raises ActiveRunError,
+        RunTimeoutError, ValidationError."""
+        ...
 
-    async def create_run(self, agent: Agent | None = None, **options: Any) -> Run: ...
+    async def create_run(self, agent: Agent | None = None, **options: Any) -> Run:
+        """Start a run and return at once (usually ``queued``); ``options`` are the spec's
+        create-run fields (:data:`RUN_OPTIONS`). Raises ActiveRunError, ValidationError,
+        UnsupportedOperation."""
+        ...
 
-    async def get_run(self, run_id: str) -> Run: ...
+    async def get_run(self, run_id: str) -> Run:
+        """The run as it is now. Raises RunNotFoundError, ThreadNotFoundError."""
+        ...
 
-    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run: ...
+    async def wait_run(self, run_id: str, *, timeout: float | None = None) -> Run:
+        """Poll until the run is terminal or ``requires_action`` (0.5 s, ×1.5, 5 s cap, or the
+        service's hint); ``timeout`` in seconds. Raises RunTimeoutError, RunNotFoundError."""
+        ...
 
-    def runs(self, order: Order = "desc", *, limit: int | None = None) -> AsyncIterator[Run]: ...
+    def runs(self, order: Order = "desc", *, limit: int | None = None) -> AsyncIterator[Run]:
+        """Iterate the thread's runs (``desc`` = newest first)."""
+        ...
 
     async def list_runs(
         self, *, order: Order = "desc", limit: int = 100, after: str | None = None
-    ) -> Page[Run]: ...
+    ) -> Page[Run]:
+        """One page of runs (``desc`` = newest first)."""
+        ...
 
     async def list_run_steps(
         self, run_id: str, *, order: Order = "asc", limit: int = 100, after: str | None = None
-    ) -> Page[RunStep]: ...
+    ) -> Page[RunStep]:
+        """One page of a run's steps (``asc`` = oldest first). Raises RunNotFoundError."""
+        ...
 
-    def run_steps(self, run_id: str, order: Order = "asc") -> AsyncIterator[RunStep]: ...
+    def run_steps(self, run_id: str, order: Order = "asc") -> AsyncIterator[RunStep]:
+        """Iterate a run's steps (``asc`` = oldest first): message creations and tool calls
+        with their arguments and outputs. Raises RunNotFoundError."""
+        ...
 
-    async def submit_tool_outputs(self, run_id: str, outputs: Sequence[ToolOutput]) -> Run: ...
+    async def submit_tool_outputs(self, run_id: str, outputs: Sequence[ToolOutput]) -> Run:
+        """Answer every tool call of a ``requires_action`` run; it goes on. Raises
+        InvalidRunStateError (not waiting, e.g. expired), ValidationError (missing/unknown
+        outputs)."""
+        ...
 
-    async def cancel_run(self, run_id: str) -> Run: ...
+    async def cancel_run(self, run_id: str) -> Run:
+        """Cancel a run; returns it ``cancelling`` or ``cancelled``. Raises InvalidRunStateError
+        (already ended), UnsupportedOperation."""
+        ...
 
-    async def delete(self) -> bool: ...
+    async def delete(self) -> bool:
+        """Delete the thread with everything in it; False if it was already gone."""
+        ...
 
-    async def append_messages(self, messages: Sequence[Message]) -> list[Message]: ...
+    async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
+        """Write messages verbatim, in order (what :func:`threadkit.copy_thread` uses).
+        Raises UnsupportedOperation (nothing written), OrphanToolResultError, ActiveRunError."""
+        ...
 
-    async def serialize(self, format: Literal["json", "msgpack"] = "json") -> bytes: ...
+    async def serialize(self, format: Literal["json", "msgpack"] = "json") -> bytes:
+        """A versioned snapshot (never credentials) that :func:`threadkit.resume` rebuilds
+        this thread from in any process."""
+        ...
 
-    async def export(self) -> dict[str, Any]: ...
+    async def export(self) -> dict[str, Any]:
+        """An audit record, JSON-ready: the thread, every message oldest first, every run
+        oldest first with its steps, tool calls, usage and errors."""
+        ...
 
-    async def info(self) -> ThreadInfo: ...
+    async def info(self) -> ThreadInfo:
+        """The thread's registry entry: times (unix seconds), metadata, message count."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release what the thread owns (the backend :func:`threadkit.resume` opened)."""
+        ...
 
     async def __aenter__(self) -> Any: ...
 
@@ -214,17 +275,30 @@ class ThreadBackend(Protocol):
         """The backend's non-secret settings, as recorded in snapshots."""
         ...
 
-    async def create_thread(self, *, metadata: Mapping[str, str] | None = None) -> AgentThread: ...
+    async def create_thread(self, *, metadata: Mapping[str, str] | None = None) -> AgentThread:
+        """Create an empty thread (metadata: up to 16 string pairs). Raises ValidationError,
+        ServiceError."""
+        ...
 
-    async def get_thread(self, thread_id: str) -> AgentThread: ...
+    async def get_thread(self, thread_id: str) -> AgentThread:
+        """An existing thread. Raises ThreadNotFoundError."""
+        ...
 
     def list_threads(
         self, *, limit: int | None = None, metadata: Mapping[str, str] | None = None
-    ) -> AsyncIterator[ThreadInfo]: ...
+    ) -> AsyncIterator[ThreadInfo]:
+        """Iterate threads newest first, only those whose metadata holds every given pair.
+        Raises UnsupportedOperation where the service cannot list threads."""
+        ...
 
-    async def resume_thread(self, snapshot: Any) -> AgentThread: ...
+    async def resume_thread(self, snapshot: Any) -> AgentThread:
+        """The thread a decoded snapshot names. Raises BackendMismatchError (another backend,
+        store or service made it), ThreadNotFoundError, SnapshotError (history missing)."""
+        ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections (and background runs of local threads)."""
+        ...
 
     async def __aenter__(self) -> Any: ...
 
