@@ -217,6 +217,17 @@ _hex_pool = ""
 _hex_used = 0
 
 
+def _forget_hex_pool() -> None:
+    """In a forked child: drop the pool inherited from the parent, whose next bytes the parent
+    uses too."""
+    global _hex_pool, _hex_used
+    _hex_pool, _hex_used = "", 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_hex_pool)
+
+
 def _new_message_id() -> str:
     """``msg_`` + 24 hex digits, like :func:`threadkit._ids.new_id`, but time-ordered: 48 bits
     of unix milliseconds then 48 bits from the OS CSPRNG, so new ids land at the end of the id
