@@ -13,16 +13,25 @@ so the table is itself the ``(thread, seq)`` index and ``tail``/listing are rowi
 that cost the same at any thread length. A unique ``(thread, id)`` index finds messages by id.
 An append writes only its message rows (and tool-call or idempotency-key rows when it has
 them): a thread's ``updated_at`` and message count are derived from its newest message.
+
+Listing and ``tail`` keep the decoded messages they read in a bounded per-store cache (the
+newest part of each recently read thread), checked against the database on every call with one
+indexed read of the thread row: appends show as a higher newest key (read and decoded alone),
+any other change to a thread's messages rewrites the thread's random ``msg_rev``. So another
+process's update, delete, or thread re-created under a reused internal number is never served
+stale. See :class:`SQLiteStore` (``cache_messages``, ``cache_bytes``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import os
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -141,6 +150,21 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )""",
         "CREATE INDEX objects_by_kind ON objects (kind, pos)",
     ),
+    # 1: threads.msg_rev, a random stamp rewritten whenever one of the thread's messages is
+    # updated or deleted (and on thread metadata updates), set anew for every thread created.
+    # The message cache checks it (appends show as a higher newest key instead, so they write
+    # no thread row). threadkit sets it itself; the triggers cover an older threadkit still
+    # running on the file, which sets threads.updated_at on each such change and inserts
+    # threads without it. Threads made before this version keep 0 until changed.
+    (
+        "ALTER TABLE threads ADD COLUMN msg_rev INTEGER NOT NULL DEFAULT 0",
+        """CREATE TRIGGER threads_msg_rev_on_insert AFTER INSERT ON threads
+            WHEN NEW.msg_rev = 0
+            BEGIN UPDATE threads SET msg_rev = random() WHERE pos = NEW.pos; END""",
+        """CREATE TRIGGER threads_msg_rev_on_update AFTER UPDATE OF updated_at ON threads
+            WHEN NEW.msg_rev = OLD.msg_rev
+            BEGIN UPDATE threads SET msg_rev = random() WHERE pos = NEW.pos; END""",
+    ),
 ]
 """Schema migrations, append-only: ``MIGRATIONS[v]`` brings the schema to version ``v``.
 
@@ -149,23 +173,25 @@ in one ``BEGIN IMMEDIATE`` transaction and records each in ``threadkit_migration
 """
 
 
-def _page_sql(
-    key: str,
+def _page_bounds(
     order: Order,
     after: int | None,
     before: int | None,
     limit: int | None,
     lo: int | None = None,
     hi: int | None = None,
-) -> tuple[str, list[Any], bool]:
-    """SQL ``AND ... ORDER BY ... LIMIT ...`` tail for a cursor page over the integer ``key``.
+) -> tuple[int | None, int | None, bool, bool]:
+    """The key range and scan direction of a cursor page.
 
     ``after``/``before`` are the cursor items' keys; ``lo``/``hi`` optional inclusive bounds of
-    the whole listing. They are merged here into at most one lower and one upper bound, so that
-    SQLite seeks straight to the page (given two lower bounds it seeks on one and filters on
-    the other, which costs O(position)). Returns the SQL, its parameters and whether the rows
-    come back in the reverse of the asked order (the ``before``-only case, which scans from the
-    cursor outwards). One extra row is fetched to tell ``has_more``.
+    the whole listing. They are merged into at most one lower and one upper inclusive bound
+    (``None``: unbounded). Returns ``(low, high, ascending, reverse)``: the scan runs from
+    ``low`` up when ``ascending``, else from ``high`` down, and its rows come in the reverse of
+    the asked order when ``reverse`` (the ``before``-only case, which scans from the cursor
+    outwards).
+
+    Raises:
+        ValidationError: ``order`` is not ``asc``/``desc``, or ``limit`` is negative.
     """
     if order not in ("asc", "desc"):
         raise ValidationError(f"order must be 'asc' or 'desc', not {order!r}")
@@ -183,6 +209,27 @@ def _page_sql(
             high = before - 1 if high is None else min(high, before - 1)
         else:
             low = before + 1 if low is None else max(low, before + 1)
+    reverse = before is not None and after is None
+    return low, high, up != reverse, reverse
+
+
+def _page_sql(
+    key: str,
+    order: Order,
+    after: int | None,
+    before: int | None,
+    limit: int | None,
+    lo: int | None = None,
+    hi: int | None = None,
+) -> tuple[str, list[Any], bool]:
+    """SQL ``AND ... ORDER BY ... LIMIT ...`` tail for a cursor page over the integer ``key``.
+
+    Arguments as in :func:`_page_bounds`, whose one lower and one upper bound let SQLite seek
+    straight to the page (given two lower bounds it seeks on one and filters on the other,
+    which costs O(position)). Returns the SQL, its parameters and whether the rows come back in
+    the reverse of the asked order. One extra row is fetched to tell ``has_more``.
+    """
+    low, high, ascending, reverse = _page_bounds(order, after, before, limit, lo, hi)
     sql = ""
     params: list[Any] = []
     if low is not None and high is not None:
@@ -194,8 +241,6 @@ def _page_sql(
     elif high is not None:
         sql += f" AND {key} <= ?"
         params.append(high)
-    reverse = before is not None and after is None
-    ascending = up != reverse
     sql += f" ORDER BY {key} {'ASC' if ascending else 'DESC'}"
     if limit is not None:
         sql += " LIMIT ?"
@@ -226,6 +271,12 @@ def _forget_hex_pool() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_hex_pool)
+
+
+def _new_rev() -> int:
+    """A fresh ``threads.msg_rev``: 63 random bits from the OS CSPRNG (fork-safe, unlike
+    SQLite's ``random()`` or a seeded generator), never 0."""
+    return (int.from_bytes(os.urandom(8), "big") >> 1) or 1
 
 
 def _new_message_id() -> str:
@@ -279,6 +330,161 @@ def _key_range(tk: int) -> tuple[int, int]:
     return lo, lo | _SEQ_MASK
 
 
+class _Span:
+    """The cached newest messages of one thread, valid while the thread row keeps ``pos`` and
+    ``rev`` (its ``msg_rev``).
+
+    ``keys``, ``msgs`` and ``sizes`` (keys ascending; encoded bytes) hold every message of the
+    thread whose key is in ``[lo, top]``; ``top`` is the newest key seen, so messages above it
+    were appended since and are read on the next use. An empty span has ``lo = top + 1``.
+    Every change to a span is what one read snapshot showed together with the stamp it was
+    checked against, so a span stays right even when the call that grew it fails later.
+    """
+
+    __slots__ = ("counted", "keys", "lo", "msgs", "nbytes", "pos", "rev", "sizes", "top")
+
+    def __init__(self, pos: int, rev: int, top: int) -> None:
+        self.pos = pos
+        self.rev = rev
+        self.lo = top + 1
+        self.top = top
+        self.keys: list[int] = []
+        self.msgs: list[Message] = []
+        self.sizes: list[int] = []
+        self.nbytes = 0  # sum(sizes)
+        self.counted = (0, 0)  # (messages, bytes) the cache has counted for this span
+
+    def below(self, rows: list[tuple[int, bytes]], msgs: list[Message], lo: int) -> None:
+        """Prepend ``rows`` (ascending) and their decoded ``msgs``, which with the span hold
+        every message from key ``lo`` up."""
+        self.keys[:0] = [k for k, _ in rows]
+        self.msgs[:0] = msgs
+        sizes = [len(d) for _, d in rows]
+        self.sizes[:0] = sizes
+        self.nbytes += sum(sizes)
+        self.lo = lo
+
+    def above(self, rows: list[tuple[int, bytes]], msgs: list[Message], top: int) -> None:
+        """Append ``rows`` (ascending, all above ``self.top``) and their decoded ``msgs``, which
+        with the span hold every message up to key ``top``."""
+        self.keys += [k for k, _ in rows]
+        self.msgs += msgs
+        sizes = [len(d) for _, d in rows]
+        self.sizes += sizes
+        self.nbytes += sum(sizes)
+        self.top = top
+
+    def drop_oldest(self, n: int) -> None:
+        """Forget the ``n`` oldest messages (the span then starts at the next one)."""
+        self.nbytes -= sum(self.sizes[:n])
+        del self.keys[:n], self.msgs[:n], self.sizes[:n]
+        self.lo = self.keys[0] if self.keys else self.top + 1
+
+
+class _MessageCache:
+    """Decoded messages of recently read threads (a :class:`_Span` each, by thread id),
+    bounded by message count and by their encoded size in bytes. Least recently used threads
+    go first; a thread bigger than the bounds keeps its newest messages.
+
+    Not locked itself: the store touches it only inside operations, which run holding the
+    store's connection lock (on the event-loop thread or on the worker thread).
+    """
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.enabled = max_messages > 0 and max_bytes > 0
+        self.spans: OrderedDict[str, _Span] = OrderedDict()
+        self.messages = 0  # messages held, over all spans
+        self.nbytes = 0  # their encoded bytes
+
+    def get(self, thread_id: str) -> _Span | None:
+        return self.spans.get(thread_id)
+
+    def put(self, thread_id: str, span: _Span) -> None:
+        """Keep ``span`` (made or grown by a read) as the thread's, most recently used."""
+        if not self.enabled:
+            return
+        self._forget(thread_id)
+        if not span.keys:
+            return
+        self.spans[thread_id] = span
+        self._count(span)
+        while len(self.spans) > 1 and (
+            self.messages > self.max_messages or self.nbytes > self.max_bytes
+        ):
+            self._forget(next(iter(self.spans)))
+        if self.messages > self.max_messages or self.nbytes > self.max_bytes:
+            n = max(len(span.keys) - self.max_messages, 0)
+            excess = span.nbytes - self.max_bytes
+            while excess > 0 and n < len(span.keys):
+                excess -= span.sizes[n]
+                n += 1
+            span.drop_oldest(n)
+            self._count(span)
+            if not span.keys:
+                self._forget(thread_id)
+
+    def drop(self, thread_id: str) -> None:
+        """Forget the thread's messages."""
+        self._forget(thread_id)
+
+    def changed(
+        self,
+        thread_id: str,
+        pos: int,
+        old_rev: int,
+        new_rev: int,
+        key: int | None = None,
+        message: Message | None = None,
+        size: int = 0,
+    ) -> None:
+        """This store changed the thread's ``msg_rev`` from ``old_rev`` to ``new_rev`` in a
+        committed write that updated the message at ``key`` to ``message`` (``size`` encoded
+        bytes), deleted it (``message`` None) or (``key`` None) left the messages alone. The
+        span follows if it was current before the write, else it is dropped."""
+        span = self.spans.get(thread_id)
+        if span is None:
+            return
+        if span.pos != pos or span.rev != old_rev:
+            self._forget(thread_id)
+            return
+        span.rev = new_rev
+        if key is None or not span.lo <= key <= span.top:
+            return  # not held: read afresh when needed
+        i = bisect.bisect_left(span.keys, key)
+        if i == len(span.keys) or span.keys[i] != key:
+            self._forget(thread_id)  # cannot happen while the span is right; be safe
+            return
+        span.nbytes -= span.sizes[i]
+        if message is None:
+            del span.keys[i], span.msgs[i], span.sizes[i]
+        else:
+            span.msgs[i] = message
+            span.sizes[i] = size
+            span.nbytes += size
+        self.put(thread_id, span)
+
+    def clear(self) -> None:
+        self.spans.clear()
+        self.messages = self.nbytes = 0
+
+    def _count(self, span: _Span) -> None:
+        messages, nbytes = span.counted
+        span.counted = (len(span.keys), span.nbytes)
+        self.messages += span.counted[0] - messages
+        self.nbytes += span.counted[1] - nbytes
+
+    def _forget(self, thread_id: str) -> None:
+        span = self.spans.pop(thread_id, None)
+        if span is not None:
+            self.messages -= span.counted[0]
+            self.nbytes -= span.counted[1]
+            span.counted = (0, 0)
+
+
+_CACHE_MESSAGES = 50_000  # default bounds of the message cache: messages,
+_CACHE_BYTES = 32 << 20  # and bytes of their stored size
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _CHECKPOINT_PAGES = 1000  # about as many WAL pages between two checkpoints as SQLite's default
@@ -317,15 +523,36 @@ class SQLiteStore(BaseStore):
     mostly in the background, so the ``-wal`` file may reach a few tens of MB under a steady
     stream of writes before a checkpoint lets it start over.
 
+    Message cache: ``list_messages`` and ``tail`` keep the messages they decode, the newest part
+    of each recently read thread, so that reading a thread again decodes only what changed.
+    Each call checks the cache against the database first, in its read transaction, with one
+    indexed read of the thread row: messages appended since (by any process) show as a newer
+    newest key and are read alone; an update or delete of a message, a thread metadata update,
+    or a thread deleted and created again (its internal number may be reused) changes the
+    thread row's random 63-bit ``msg_rev``, and the cached messages of that thread are dropped
+    (this store's own updates and deletes patch them instead). So a listing never returns a
+    message another process has since changed or deleted. The cache is bounded by
+    ``cache_messages`` messages and ``cache_bytes`` bytes of their stored (MessagePack) size,
+    whichever is reached first; decoded messages take about 1 to 3 times that in memory. The
+    least recently read threads go first.
+
+    Returned messages are shared with the cache (and with other callers): treat them as
+    read-only, as with :class:`~threadkit.stores.memory.MemoryStore`; threadkit never mutates
+    them. Copy one with ``msgspec.structs.replace`` to change it.
+
     Args:
         path: the database file (created when missing), or ``":memory:"`` for a private
             in-memory database that lives as long as this store.
         synchronous: ``"normal"`` or ``"full"``, see above.
         busy_timeout: seconds to wait for another connection's lock (on the worker thread).
         fast_path: try calls on the event-loop thread first, as described above.
+        cache_messages: at most this many messages in the message cache (0 turns it off).
+        cache_bytes: at most this many bytes of stored message size in the message cache
+            (0 turns it off).
 
     Raises:
-        ConfigError: (key ``store``) a bad ``synchronous`` or ``busy_timeout``.
+        ConfigError: (key ``store``) a bad ``synchronous``, ``busy_timeout``,
+            ``cache_messages`` or ``cache_bytes``.
     """
 
     schemes = ("sqlite",)
@@ -337,6 +564,8 @@ class SQLiteStore(BaseStore):
         synchronous: Synchronous = "normal",
         busy_timeout: float = 30.0,
         fast_path: bool = True,
+        cache_messages: int = _CACHE_MESSAGES,
+        cache_bytes: int = _CACHE_BYTES,
     ) -> None:
         sync = str(synchronous).lower()
         if sync not in ("normal", "full"):
@@ -345,6 +574,10 @@ class SQLiteStore(BaseStore):
             )
         if not busy_timeout >= 0:
             raise ConfigError(f"busy_timeout must be >= 0 seconds, not {busy_timeout}", key="store")
+        for name, value in (("cache_messages", cache_messages), ("cache_bytes", cache_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, not {value!r}", key="store")
+        self._cache = _MessageCache(cache_messages, cache_bytes)
         raw = os.fspath(path)
         self._memory = raw in (":memory:", "")
         self._path = ":memory:" if self._memory else os.path.abspath(raw)
@@ -373,11 +606,14 @@ class SQLiteStore(BaseStore):
         synchronous: Synchronous | None = None,
         busy_timeout: float | None = None,
         fast_path: bool = True,
+        cache_messages: int | None = None,
+        cache_bytes: int | None = None,
     ) -> SQLiteStore:
         """Open ``sqlite:///relative.db``, ``sqlite:////abs/path.db`` or ``sqlite:///:memory:``.
 
-        The query may carry ``synchronous`` (``normal``/``full``) and ``busy_timeout``
-        (seconds); keyword arguments win over the query.
+        The query may carry ``synchronous`` (``normal``/``full``), ``busy_timeout`` (seconds),
+        ``cache_messages`` and ``cache_bytes`` (integers, see :class:`SQLiteStore`); keyword
+        arguments win over the query.
 
         Raises:
             ConfigError: (key ``store``) not a ``sqlite:`` URL, a host in the URL, an unknown
@@ -394,7 +630,7 @@ class SQLiteStore(BaseStore):
         path = unquote(parts.path)
         path = path[1:] if path.startswith("/") else path
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        unknown = set(query) - {"synchronous", "busy_timeout"}
+        unknown = set(query) - {"synchronous", "busy_timeout", "cache_messages", "cache_bytes"}
         if unknown:
             raise ConfigError(f"unknown sqlite URL parameters: {sorted(unknown)}", key="store")
         sync: Any = synchronous if synchronous is not None else query.get("synchronous", "normal")
@@ -405,7 +641,28 @@ class SQLiteStore(BaseStore):
             raise ConfigError(
                 f"busy_timeout must be seconds, not {timeout!r}", key="store"
             ) from exc
-        return cls(path or ":memory:", synchronous=sync, busy_timeout=timeout, fast_path=fast_path)
+        sizes: dict[str, int] = {}
+        for name, given, default in (
+            ("cache_messages", cache_messages, _CACHE_MESSAGES),
+            ("cache_bytes", cache_bytes, _CACHE_BYTES),
+        ):
+            if given is not None:
+                sizes[name] = given
+                continue
+            try:
+                sizes[name] = int(query.get(name, default))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{name} must be an integer, not {query[name]!r}", key="store"
+                ) from exc
+        return cls(
+            path or ":memory:",
+            synchronous=sync,
+            busy_timeout=timeout,
+            fast_path=fast_path,
+            cache_messages=sizes["cache_messages"],
+            cache_bytes=sizes["cache_bytes"],
+        )
 
     @property
     def locator(self) -> str:
@@ -418,6 +675,10 @@ class SQLiteStore(BaseStore):
             params.append(f"synchronous={self._synchronous}")
         if self._busy_timeout != 30.0:
             params.append(f"busy_timeout={self._busy_timeout:g}")
+        if self._cache.max_messages != _CACHE_MESSAGES:
+            params.append(f"cache_messages={self._cache.max_messages}")
+        if self._cache.max_bytes != _CACHE_BYTES:
+            params.append(f"cache_bytes={self._cache.max_bytes}")
         query = f"?{'&'.join(params)}" if params else ""
         return f"sqlite:///{quote(self._path)}{query}"
 
@@ -597,6 +858,7 @@ class SQLiteStore(BaseStore):
             self._checkpointer.close()
             self._checkpointer = None
         with self._lock:
+            self._cache.clear()
             if self._conn is not None:
                 self._conn.close()  # the last connection to close also checkpoints the WAL
                 self._conn = None
@@ -618,11 +880,11 @@ class SQLiteStore(BaseStore):
     async def update_thread(self, thread_id: str, *, metadata: Mapping[str, str]) -> ThreadInfo:
         """See :meth:`MessageStore.update_thread`."""
         meta = check_metadata(metadata)
-        return await self._call(_update_thread, thread_id, meta, write=True)
+        return await self._call(_update_thread, self._cache, thread_id, meta, write=True)
 
     async def delete_thread(self, thread_id: str) -> bool:
         """See :meth:`MessageStore.delete_thread`."""
-        return await self._call(_delete_thread, thread_id, write=True, bulk=True)
+        return await self._call(_delete_thread, self._cache, thread_id, write=True, bulk=True)
 
     async def list_threads(
         self,
@@ -717,14 +979,16 @@ class SQLiteStore(BaseStore):
         after: str | None = None,
         before: str | None = None,
     ) -> Page[Message]:
-        """See :meth:`MessageStore.list_messages`; one index range scan."""
-        return await self._call(_list_messages, thread_id, order, limit, after, before)
+        """See :meth:`MessageStore.list_messages`: messages held in the message cache come from
+        it (after one indexed read checks it), the rest from one index range scan."""
+        return await self._call(_list_messages, self._cache, thread_id, order, limit, after, before)
 
     async def tail(self, thread_id: str, n: int) -> list[Message]:
-        """See :meth:`MessageStore.tail`; ``ORDER BY seq DESC LIMIT n`` on the primary key."""
+        """See :meth:`MessageStore.tail`: from the message cache where it holds them, else
+        ``ORDER BY key DESC LIMIT n`` on the primary key."""
         if n < 0:
             raise ValidationError(f"tail needs n >= 0, not {n}")
-        return await self._call(_tail, thread_id, n)
+        return await self._call(_tail, self._cache, thread_id, n)
 
     async def count_messages(self, thread_id: str) -> int:
         """See :meth:`MessageStore.count_messages`."""
@@ -735,11 +999,13 @@ class SQLiteStore(BaseStore):
     ) -> Message:
         """See :meth:`MessageStore.update_message`."""
         meta = check_metadata(metadata)
-        return await self._call(_update_message, thread_id, message_id, meta, write=True)
+        return await self._call(
+            _update_message, self._cache, thread_id, message_id, meta, write=True
+        )
 
     async def delete_message(self, thread_id: str, message_id: str) -> bool:
         """See :meth:`MessageStore.delete_message`."""
-        return await self._call(_delete_message, thread_id, message_id, write=True)
+        return await self._call(_delete_message, self._cache, thread_id, message_id, write=True)
 
     # ----------------------------------------------------------------------- runs
 
@@ -894,8 +1160,9 @@ def _create_thread(conn: sqlite3.Connection, tid: str, meta: dict[str, str]) -> 
     with _write(conn):
         try:
             conn.execute(
-                "INSERT INTO threads (id, created_at, updated_at, metadata) VALUES (?, ?, ?, ?)",
-                (tid, ts, ts, _json_encoder.encode(meta).decode()),
+                "INSERT INTO threads (id, created_at, updated_at, metadata, msg_rev)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (tid, ts, ts, _json_encoder.encode(meta).decode(), _new_rev()),
             )
         except sqlite3.IntegrityError as exc:
             raise ValidationError(f"thread {tid} already exists") from exc
@@ -909,18 +1176,23 @@ def _get_thread(conn: sqlite3.Connection, thread_id: str) -> ThreadInfo:
     return _thread_info(row)
 
 
-def _update_thread(conn: sqlite3.Connection, thread_id: str, meta: dict[str, str]) -> ThreadInfo:
+def _update_thread(
+    conn: sqlite3.Connection, cache: _MessageCache, thread_id: str, meta: dict[str, str]
+) -> ThreadInfo:
+    rev = _new_rev()  # a new one, or the trigger for older writers would set one
     with _write(conn):
-        cur = conn.execute(
-            "UPDATE threads SET metadata = ?, updated_at = ? WHERE id = ?",
-            (_json_encoder.encode(meta).decode(), now(), thread_id),
+        tk, old_rev = _thread_rev(conn, thread_id)
+        conn.execute(
+            "UPDATE threads SET metadata = ?, updated_at = ?, msg_rev = ? WHERE pos = ?",
+            (_json_encoder.encode(meta).decode(), now(), rev, tk),
         )
-        if cur.rowcount == 0:
-            raise ThreadNotFoundError(f"no thread {thread_id}")
-        return _get_thread(conn, thread_id)
+        info = _get_thread(conn, thread_id)
+    cache.changed(thread_id, tk, old_rev, rev)
+    return info
 
 
-def _delete_thread(conn: sqlite3.Connection, thread_id: str) -> bool:
+def _delete_thread(conn: sqlite3.Connection, cache: _MessageCache, thread_id: str) -> bool:
+    cache.drop(thread_id)
     with _write(conn):
         row = conn.execute("SELECT pos FROM threads WHERE id = ?", (thread_id,)).fetchone()
         if row is None:
@@ -1051,8 +1323,8 @@ def _import_thread(
     with _write(conn):
         try:
             cur = conn.execute(
-                "INSERT INTO threads (id, created_at, updated_at, metadata, seq_floor, deleted)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO threads (id, created_at, updated_at, metadata, seq_floor, deleted,"
+                " msg_rev) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     thread_id,
                     created_at or ts,
@@ -1060,6 +1332,7 @@ def _import_thread(
                     _json_encoder.encode(meta).decode(),
                     last,
                     last - len(rows),  # the gaps: messages deleted before the export
+                    _new_rev(),
                 ),
             )
         except sqlite3.IntegrityError as exc:
@@ -1084,6 +1357,16 @@ def _import_thread(
     )
 
 
+def _message_key(conn: sqlite3.Connection, tk: int, message_id: str) -> int:
+    """The message's key; MessageNotFoundError if the thread has no such id."""
+    row = conn.execute(
+        "SELECT key FROM messages WHERE tk = ? AND id = ?", (tk, message_id)
+    ).fetchone()
+    if row is None:
+        raise MessageNotFoundError(f"no message {message_id} in the thread")
+    return int(row[0])
+
+
 def _message_row(conn: sqlite3.Connection, tk: int, message_id: str) -> tuple[int, bytes]:
     """The message's ``(key, data)``; MessageNotFoundError if the thread has no such id."""
     row = conn.execute(
@@ -1099,8 +1382,106 @@ def _get_message(conn: sqlite3.Connection, thread_id: str, message_id: str) -> M
         return _decode_message(*_message_row(conn, _thread_key(conn, thread_id), message_id))
 
 
+# The thread's pos and msg_rev, and its newest message key (pos << 32 when it has none).
+_HEAD_SQL = """SELECT pos, msg_rev, coalesce((SELECT key FROM messages
+    WHERE key BETWEEN threads.pos * 4294967296 AND threads.pos * 4294967296 + 4294967295
+    ORDER BY key DESC LIMIT 1), threads.pos * 4294967296)
+FROM threads WHERE id = ?"""
+
+_CATCH_UP = 256  # new messages read into a cached span at once (or, if more, as many as it has)
+
+
+def _span_of(conn: sqlite3.Connection, cache: _MessageCache, thread_id: str) -> _Span:
+    """The thread's cached span checked against the database and caught up with the messages
+    appended since, or a new empty one (inside a read transaction).
+
+    Raises:
+        ThreadNotFoundError: no such thread.
+    """
+    row = conn.execute(_HEAD_SQL, (thread_id,)).fetchone()
+    if row is None:
+        cache.drop(thread_id)
+        raise ThreadNotFoundError(f"no thread {thread_id}")
+    pos, rev, top = row
+    span = cache.get(thread_id)
+    if (
+        span is None
+        or span.pos != pos
+        or span.rev != rev
+        or top - span.top > max(_CATCH_UP, len(span.keys))
+    ):
+        return _Span(pos, rev, top)
+    if top > span.top:
+        rows = _rows(conn, span.top + 1, top, True, None)
+        span.above(rows, [_decode_message(k, d) for k, d in rows], top)
+    return span
+
+
+def _rows(
+    conn: sqlite3.Connection, low: int, high: int, ascending: bool, count: int | None
+) -> list[tuple[int, bytes]]:
+    """``(key, data)`` of the messages with key in ``[low, high]``, at most ``count``."""
+    if count is None:
+        sql = "SELECT key, data FROM messages WHERE key BETWEEN ? AND ? ORDER BY key"
+        return conn.execute(sql if ascending else f"{sql} DESC", (low, high)).fetchall()
+    sql = (
+        "SELECT key, data FROM messages WHERE key BETWEEN ? AND ? ORDER BY key "
+        f"{'ASC' if ascending else 'DESC'} LIMIT ?"
+    )
+    return conn.execute(sql, (low, high, count)).fetchall()
+
+
+def _scan(
+    conn: sqlite3.Connection,
+    span: _Span,
+    low: int,
+    high: int,
+    ascending: bool,
+    count: int | None,
+) -> list[Message]:
+    """The messages with key in ``[low, high]``, by key ascending or descending, at most
+    ``count`` (``None``: all); ``span`` must be caught up (:func:`_span_of`).
+
+    Messages the span holds come from it; the rest are read and decoded, and those that
+    border the span (the ones just older than its oldest) join it. Returns a new list.
+    """
+    if low > high or count == 0:
+        return []
+    if low >= span.lo:  # the span holds every message in range
+        keys = span.keys
+        i = bisect.bisect_left(keys, low)
+        j = bisect.bisect_right(keys, high)
+        if ascending:
+            return span.msgs[i : j if count is None else min(j, i + count)]
+        out = span.msgs[i if count is None else max(i, j - count) : j]
+        out.reverse()
+        return out
+    gap = min(high, span.lo - 1)  # the part of the range below the span
+    borders = gap == span.lo - 1
+    if ascending:
+        rows = _rows(conn, low, gap, True, count)
+        got = [_decode_message(k, d) for k, d in rows]
+        if count is not None and len(rows) >= count:
+            return got  # the page ends below the span
+        if not borders:
+            return got  # the whole range was below the span
+        span.below(rows, got, low)
+        return _scan(conn, span, low, high, ascending, count)
+    head = _scan(conn, span, span.lo, high, False, count) if borders else []
+    need = None if count is None else count - len(head)
+    if need == 0:
+        return head
+    rows = _rows(conn, low, gap, False, need)
+    got = [_decode_message(k, d) for k, d in rows]
+    if borders:
+        whole = need is None or len(rows) < need
+        span.below(rows[::-1], got[::-1], low if whole else rows[-1][0])
+    return head + got
+
+
 def _list_messages(
     conn: sqlite3.Connection,
+    cache: _MessageCache,
     thread_id: str,
     order: Order,
     limit: int | None,
@@ -1108,45 +1489,68 @@ def _list_messages(
     before: str | None,
 ) -> Page[Message]:
     with _read(conn):
-        tk = _thread_key(conn, thread_id)
-        a = _message_row(conn, tk, after)[0] if after is not None else None
-        b = _message_row(conn, tk, before)[0] if before is not None else None
-        tail, params, reverse = _page_sql("key", order, a, b, limit, *_key_range(tk))
-        rows = conn.execute(f"SELECT key, data FROM messages WHERE 1{tail}", params).fetchall()
-    rows, has_more = _trim(rows, limit, reverse)
-    data = [_decode_message(k, d) for k, d in rows]
-    return page_of(data, [m.id for m in data], has_more)
+        span = _span_of(conn, cache, thread_id)
+        tk = span.pos
+        a = _message_key(conn, tk, after) if after is not None else None
+        b = _message_key(conn, tk, before) if before is not None else None
+        low, high, ascending, reverse = _page_bounds(order, a, b, limit, *_key_range(tk))
+        assert low is not None and high is not None
+        data = _scan(conn, span, low, high, ascending, None if limit is None else limit + 1)
+    cache.put(thread_id, span)
+    data, has_more = _trim(data, limit, reverse)
+    return Page(
+        data=data,
+        has_more=has_more,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+    )
 
 
-def _tail(conn: sqlite3.Connection, thread_id: str, n: int) -> list[Message]:
+def _tail(conn: sqlite3.Connection, cache: _MessageCache, thread_id: str, n: int) -> list[Message]:
     with _read(conn):
-        tk = _thread_key(conn, thread_id)
-        if n == 0:
-            return []
-        rows = conn.execute(
-            "SELECT key, data FROM messages WHERE key BETWEEN ? AND ? ORDER BY key DESC LIMIT ?",
-            (*_key_range(tk), n),
-        ).fetchall()
-    rows.reverse()
-    return [_decode_message(k, d) for k, d in rows]
+        span = _span_of(conn, cache, thread_id)
+        data = _scan(conn, span, *_key_range(span.pos), False, n)
+    cache.put(thread_id, span)
+    data.reverse()
+    return data
+
+
+def _thread_rev(conn: sqlite3.Connection, thread_id: str) -> tuple[int, int]:
+    """The thread's ``(pos, msg_rev)``; ThreadNotFoundError if there is no such thread."""
+    row = conn.execute("SELECT pos, msg_rev FROM threads WHERE id = ?", (thread_id,)).fetchone()
+    if row is None:
+        raise ThreadNotFoundError(f"no thread {thread_id}")
+    return row  # type: ignore[no-any-return]
 
 
 def _update_message(
-    conn: sqlite3.Connection, thread_id: str, message_id: str, meta: dict[str, str]
+    conn: sqlite3.Connection,
+    cache: _MessageCache,
+    thread_id: str,
+    message_id: str,
+    meta: dict[str, str],
 ) -> Message:
+    rev = _new_rev()
     with _write(conn):
-        tk = _thread_key(conn, thread_id)
+        tk, old_rev = _thread_rev(conn, thread_id)
         mkey, data = _message_row(conn, tk, message_id)
         m = msgspec.structs.replace(_message_decoder.decode(data), metadata=meta)
-        conn.execute("UPDATE messages SET data = ? WHERE key = ?", (_encoder.encode(m), mkey))
-        conn.execute("UPDATE threads SET updated_at = ? WHERE pos = ?", (now(), tk))
-    m.seq = mkey & _SEQ_MASK
+        blob = _encoder.encode(m)  # before seq is set: seq lives in the key
+        conn.execute("UPDATE messages SET data = ? WHERE key = ?", (blob, mkey))
+        conn.execute(
+            "UPDATE threads SET updated_at = ?, msg_rev = ? WHERE pos = ?", (now(), rev, tk)
+        )
+    m.seq = mkey & _SEQ_MASK  # before the cache shares it
+    cache.changed(thread_id, tk, old_rev, rev, mkey, m, len(blob))
     return m
 
 
-def _delete_message(conn: sqlite3.Connection, thread_id: str, message_id: str) -> bool:
+def _delete_message(
+    conn: sqlite3.Connection, cache: _MessageCache, thread_id: str, message_id: str
+) -> bool:
+    rev = _new_rev()
     with _write(conn):
-        tk = _thread_key(conn, thread_id)
+        tk, old_rev = _thread_rev(conn, thread_id)
         try:
             mkey, data = _message_row(conn, tk, message_id)
         except MessageNotFoundError:
@@ -1173,11 +1577,12 @@ def _delete_message(conn: sqlite3.Connection, thread_id: str, message_id: str) -
         conn.execute(
             "UPDATE threads SET seq_floor = max(seq_floor, coalesce((SELECT key FROM messages"
             " WHERE key BETWEEN ?1 AND ?2 ORDER BY key DESC LIMIT 1) - ?1, 0)),"
-            " deleted = deleted + 1, updated_at = ?3 WHERE pos = ?4",
-            (lo, hi, now(), tk),
+            " deleted = deleted + 1, updated_at = ?3, msg_rev = ?4 WHERE pos = ?5",
+            (lo, hi, now(), rev, tk),
         )
         conn.execute("DELETE FROM messages WHERE key = ?", (mkey,))
-        return True
+    cache.changed(thread_id, tk, old_rev, rev, mkey)
+    return True
 
 
 def _create_run(conn: sqlite3.Connection, run: Run, blob: bytes) -> Run:
