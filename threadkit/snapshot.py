@@ -83,7 +83,7 @@ _msgpack_header = msgspec.msgpack.Decoder(_Header)
 _json_decoder = msgspec.json.Decoder(Snapshot)
 _msgpack_decoder = msgspec.msgpack.Decoder(Snapshot)
 
-_GC_PAUSE_BYTES = 1 << 20
+_GC_PAUSE_BYTES = 1 << 16
 _CREDENTIAL_KINDS = frozenset({"default", "api_key"})
 
 _SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api_key$|apikey|^key$)", re.I)

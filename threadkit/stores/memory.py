@@ -372,29 +372,33 @@ class MemoryStore(BaseStore):
         metadata: Mapping[str, str] | None = None,
         created_at: int | None = None,
     ) -> ThreadInfo:
-        """See :meth:`~threadkit.stores.base.SupportsImport.import_thread`; O(len(messages))."""
+        """See :meth:`~threadkit.stores.base.SupportsImport.import_thread`; O(len(messages)).
+
+        The checks' own lists and index become the thread's (no second pass), and the message
+        objects are kept as they are: only messages with an empty ``thread_id`` are touched.
+        """
         meta = check_metadata(metadata)
-        check_import(thread_id, messages)
-        calls, results = tool_ids(messages)
-        seqs = [m.seq for m in messages]
+        plan = check_import(thread_id, messages)
+        msgs = list(messages)
         with self._lock():
             if thread_id in self._space.threads:
                 raise ValidationError(f"thread {thread_id} already exists")
+            if plan.unowned:
+                for m in msgs:
+                    if not m.thread_id:
+                        m.thread_id = thread_id
             ts = now()
             t = _Thread(
                 id=thread_id,
                 created_at=created_at or ts,
                 updated_at=ts,
                 metadata=meta,
-                last_seq=messages[-1].seq if messages else 0,
-                seqs=seqs,
-                msgs=list(messages),
-                seq_of=dict(zip([m.id for m in messages], seqs, strict=True)),
-                calls=dict.fromkeys(calls, False) | dict.fromkeys(results, True),
+                last_seq=plan.seqs[-1] if plan.seqs else 0,
+                seqs=plan.seqs,
+                msgs=msgs,
+                seq_of=plan.seq_of,
+                calls=dict.fromkeys(plan.calls, False) | dict.fromkeys(plan.results, True),
             )
-            for m in messages:
-                if m.thread_id != thread_id:
-                    m.thread_id = thread_id
             self._space.threads[thread_id] = t
             return t.info()
 
