@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,10 +28,10 @@ from threadkit.snapshot import (
     decode_snapshot,
     encode_snapshot,
 )
-from threadkit.stores.base import check_import
+from threadkit.stores.base import check_import, check_tool_results, tool_ids
 from threadkit.stores.memory import MemoryStore
 from threadkit.testing.store_suite import tool_call, tool_result, user
-from threadkit.types import Message
+from threadkit.types import Message, TextContent, ToolCallContent, ToolResultContent
 
 TID = "thread_inline"
 
@@ -219,3 +220,42 @@ async def test_a_large_snapshot_leaves_the_collector_as_it_found_it() -> None:
     finally:
         gc.enable()
     await backend.close()
+
+
+def verdict(fn: Any, *args: Any) -> tuple[str, str] | None:
+    try:
+        fn(*args)
+    except ValidationError as exc:  # OrphanToolResultError included
+        return type(exc).__name__, str(exc)
+    return None
+
+
+def test_check_import_judges_tool_parts_as_check_tool_results_does() -> None:
+    # the import walks tool parts once; the append path's checker is the reference
+    rng = random.Random(20_260_522)
+    pool = ["call_a", "call_b", "call_c", "call_d"]
+    outcomes = set()
+    for _ in range(3_000):
+        parts: list[list[Any]] = []
+        for _ in range(rng.randint(1, 6)):
+            message: list[Any] = []
+            for _ in range(rng.randint(0, 3)):
+                kind = rng.random()
+                if kind < 0.4:
+                    message.append(ToolCallContent(id=rng.choice(pool), name="f"))
+                elif kind < 0.8:
+                    message.append(ToolResultContent(tool_call_id=rng.choice(pool), output="1"))
+                else:
+                    message.append(TextContent(text="t"))
+            parts.append(message)
+        messages = [
+            Message(id=f"msg_{i}", thread_id=TID, role="assistant", content=c, seq=i)
+            for i, c in enumerate(parts, 1)
+        ]
+        expected = verdict(check_tool_results, messages, {})
+        assert verdict(check_import, TID, messages) == expected
+        if expected is None:
+            plan = check_import(TID, messages)
+            assert (plan.calls, plan.results) == tool_ids(messages)
+        outcomes.add(expected[0] if expected else "ok")
+    assert outcomes == {"ok", "ValidationError", "OrphanToolResultError"}

@@ -379,7 +379,7 @@ def check_import(thread_id: str, messages: Sequence[Message]) -> ImportPlan:
     """The checks of :meth:`SupportsImport.import_thread`, shared by stores.
 
     O(len(messages)): a few flat passes (comprehensions, one ``dict`` and ``set`` build, one
-    ``sorted``); the tool calls are walked only when some message holds a tool part.
+    ``sorted``); the tool parts are walked once, and only when some message holds one.
 
     Returns:
         What the checks worked out (:class:`ImportPlan`); callers may ignore it.
@@ -401,9 +401,7 @@ def check_import(thread_id: str, messages: Sequence[Message]) -> ImportPlan:
         if not set(owners) <= {"", thread_id}:
             raise ValidationError(f"an imported message belongs to another thread than {thread_id}")
         unowned = True
-    calls, results = tool_ids(messages)
-    if calls or results:
-        check_tool_results(messages, {})
+    calls, results = _checked_tool_ids(messages)
     return ImportPlan(seqs, seq_of, calls, results, unowned)
 
 
@@ -526,6 +524,41 @@ def tool_ids(messages: Sequence[Message]) -> tuple[list[str], list[str]]:
                 calls.append(cast(ToolCallContent, part).id)
             elif kind is ToolResultContent:
                 results.append(cast(ToolResultContent, part).tool_call_id)
+    return calls, results
+
+
+def _checked_tool_ids(messages: Sequence[Message]) -> tuple[list[str], list[str]]:
+    """:func:`tool_ids` and ``check_tool_results(messages, {})`` in one walk (for imports).
+
+    Same rules, errors and messages as :func:`check_tool_results` with nothing in the thread
+    yet; ``test_snapshot_inline`` holds the two to the same verdicts.
+    """
+    calls: list[str] = []
+    results: list[str] = []
+    if not _has_tool_parts(messages):
+        return calls, results
+    made: set[str] = set()
+    open_calls: set[str] = set()
+    for m in messages:
+        for part in m.content:
+            if isinstance(part, ToolCallContent):
+                cid = part.id
+                if cid in made:
+                    raise ValidationError(f"tool call id {cid} is already used in the thread")
+                made.add(cid)
+                open_calls.add(cid)
+                calls.append(cid)
+            elif isinstance(part, ToolResultContent):
+                cid = part.tool_call_id
+                if cid not in open_calls:
+                    why = "was already answered" if cid in made else "is not in the thread"
+                    raise OrphanToolResultError(
+                        f"tool result in message {m.id} answers tool call {cid}, which {why}; "
+                        "a result must follow its call",
+                        tool_call_id=cid,
+                    )
+                open_calls.discard(cid)
+                results.append(cid)
     return calls, results
 
 
