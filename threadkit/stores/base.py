@@ -541,15 +541,16 @@ def _checked_tool_ids(messages: Sequence[Message]) -> tuple[list[str], list[str]
     open_calls: set[str] = set()
     for m in messages:
         for part in m.content:
-            if isinstance(part, ToolCallContent):
-                cid = part.id
+            kind = type(part)  # exact types, as check_tool_results and tool_ids match them
+            if kind is ToolCallContent:
+                cid = cast(ToolCallContent, part).id
                 if cid in made:
                     raise ValidationError(f"tool call id {cid} is already used in the thread")
                 made.add(cid)
                 open_calls.add(cid)
                 calls.append(cid)
-            elif isinstance(part, ToolResultContent):
-                cid = part.tool_call_id
+            elif kind is ToolResultContent:
+                cid = cast(ToolResultContent, part).tool_call_id
                 if cid not in open_calls:
                     why = "was already answered" if cid in made else "is not in the thread"
                     raise OrphanToolResultError(
