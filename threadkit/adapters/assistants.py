@@ -24,6 +24,8 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import msgspec
+
 from threadkit._extras import require
 from threadkit._ids import now
 from threadkit.adapters._assistants_model import (
@@ -90,8 +92,16 @@ def _install_warning_filter() -> None:
     )
 
 
-def _dump(obj: Any) -> dict[str, Any]:
-    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+_json_decoder = msgspec.json.Decoder()
+
+
+def _json(raw: Any) -> dict[str, Any]:
+    """The JSON body of a raw SDK response, decoded once by msgspec (no pydantic parsing:
+    threadkit maps the spec objects itself)."""
+    body = _json_decoder.decode(raw.http_response.content)
+    if not isinstance(body, dict):
+        raise ServiceError(f"the service answered with a JSON {type(body).__name__}, not an object")
+    return body
 
 
 class AssistantsBackend:
@@ -312,7 +322,8 @@ class AssistantsThread(BaseAgentThread):
     def __init__(self, thread_id: str, owner: AssistantsBackend) -> None:
         super().__init__(thread_id, poll=owner.poll)
         self.owner = owner
-        self._threads = owner.client.beta.threads
+        # raw responses: threadkit decodes the JSON itself (faster than the SDK's parsing)
+        self._threads = owner.client.beta.threads.with_raw_response
 
     async def _call(self, make: Callable[[], Awaitable[T]], **kw: Any) -> T:
         kw.setdefault("thread_id", self.id)
@@ -340,7 +351,7 @@ class AssistantsThread(BaseAgentThread):
             body["metadata"] = meta
         m = self._threads.messages
         created = await self._call(lambda: m.create(self.id, **body), resource="thread")
-        return message_from_service(_dump(created))
+        return message_from_service(_json(created))
 
     async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
         """Write messages in order (text and images only; see the module limits).
@@ -379,10 +390,11 @@ class AssistantsThread(BaseAgentThread):
         page = await self._call(
             lambda: m.list(self.id, **kw), resource="message" if (after or before) else "thread"
         )
-        data = [message_from_service(_dump(x)) for x in page.data]
+        body = _json(page)
+        data = [message_from_service(x) for x in body.get("data") or []]
         return Page(
             data=data,
-            has_more=bool(page.has_more),
+            has_more=bool(body.get("has_more")),
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
         )
@@ -392,7 +404,7 @@ class AssistantsThread(BaseAgentThread):
         got = await self._call(
             lambda: m.retrieve(message_id, thread_id=self.id), resource="message"
         )
-        return message_from_service(_dump(got))
+        return message_from_service(_json(got))
 
     # -- runs --------------------------------------------------------------------------
     async def create_run(self, agent: Agent | None = None, **options: Any) -> Run:
@@ -407,14 +419,14 @@ class AssistantsThread(BaseAgentThread):
         created = await self._call(
             lambda: r.create(self.id, assistant_id=assistant, **body), resource="thread"
         )
-        return run_from_service(_dump(created))
+        return run_from_service(_json(created))
 
     async def _retrieve(self, run_id: str) -> tuple[Run, float | None]:
-        raw_api = self._threads.runs.with_raw_response
+        raw_api = self._threads.runs
         raw = await self._call(
             lambda: raw_api.retrieve(run_id, thread_id=self.id), run_id=run_id, resource="run"
         )
-        return run_from_service(_dump(raw.parse())), poll_after_seconds(raw.headers)
+        return run_from_service(_json(raw)), poll_after_seconds(raw.headers)
 
     async def get_run(self, run_id: str) -> Run:
         return (await self._retrieve(run_id))[0]
@@ -430,10 +442,11 @@ class AssistantsThread(BaseAgentThread):
             kw["after"] = after
         r = self._threads.runs
         page = await self._call(lambda: r.list(self.id, **kw), resource="thread")
-        data = [run_from_service(_dump(x)) for x in page.data]
+        body = _json(page)
+        data = [run_from_service(x) for x in body.get("data") or []]
         return Page(
             data=data,
-            has_more=bool(page.has_more),
+            has_more=bool(body.get("has_more")),
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
         )
@@ -448,10 +461,11 @@ class AssistantsThread(BaseAgentThread):
         page = await self._call(
             lambda: s.list(run_id, thread_id=self.id, **kw), run_id=run_id, resource="run"
         )
-        data = [step_from_service(_dump(x)) for x in page.data]
+        body = _json(page)
+        data = [step_from_service(x) for x in body.get("data") or []]
         return Page(
             data=data,
-            has_more=bool(page.has_more),
+            has_more=bool(body.get("has_more")),
             first_id=data[0].id if data else None,
             last_id=data[-1].id if data else None,
         )
@@ -464,14 +478,14 @@ class AssistantsThread(BaseAgentThread):
             run_id=run_id,
             resource="run",
         )
-        return run_from_service(_dump(done))
+        return run_from_service(_json(done))
 
     async def cancel_run(self, run_id: str) -> Run:
         r = self._threads.runs
         done = await self._call(
             lambda: r.cancel(run_id, thread_id=self.id), run_id=run_id, resource="run"
         )
-        return run_from_service(_dump(done))
+        return run_from_service(_json(done))
 
     # -- thread ------------------------------------------------------------------------
     async def delete(self) -> bool:
@@ -482,16 +496,17 @@ class AssistantsThread(BaseAgentThread):
             deleted = await self._call(lambda: t.delete(self.id), resource="thread")
         except ThreadNotFoundError:
             return False
-        return bool(getattr(deleted, "deleted", True))
+        return bool(_json(deleted).get("deleted", True))
 
     async def info(self) -> ThreadInfo:
         t = self._threads
         got = await self._call(lambda: t.retrieve(self.id), resource="thread")
+        body = _json(got)
         return ThreadInfo(
-            id=got.id,
-            created_at=int(got.created_at),
-            updated_at=int(got.created_at),
-            metadata=dict(got.metadata or {}),
+            id=str(body["id"]),
+            created_at=int(body.get("created_at") or 0),
+            updated_at=int(body.get("created_at") or 0),
+            metadata=dict(body.get("metadata") or {}),
         )
 
     async def serialize(self, format: Literal["json", "msgpack"] = "json") -> bytes:
