@@ -170,7 +170,18 @@ _state_decoder = msgspec.json.Decoder(_State)
 _items_decoder = msgspec.json.Decoder(dict[str, str])
 
 
+_json_decoder = msgspec.json.Decoder()
+
+
 def _dump(obj: Any) -> dict[str, Any]:
+    """A service object as a plain dict: a raw SDK response's JSON body decoded once by msgspec
+    (no pydantic parsing), or a parsed SDK model dumped to JSON-ready values."""
+    response = getattr(obj, "http_response", None)
+    if response is not None:
+        body = _json_decoder.decode(response.content)
+        if not isinstance(body, dict):
+            raise ServiceError(f"the service answered with a JSON {type(body).__name__}")
+        return body
     if hasattr(obj, "model_dump"):
         return obj.model_dump(mode="json", warnings=False)  # type: ignore[no-any-return]
     return dict(obj)
@@ -562,7 +573,8 @@ class _RunsThread(BaseAgentThread):
         self.owner = owner
         self.backend = owner.kind
         self._store: MessageStore = owner.store
-        self._responses = owner.client.responses
+        # raw responses: threadkit decodes the JSON itself (faster than the SDK's parsing)
+        self._responses = owner.client.responses.with_raw_response
 
     async def _call(self, make: Callable[[], Awaitable[T]], **kw: Any) -> T:
         kw.setdefault("thread_id", self.id)
@@ -945,9 +957,9 @@ class _RunsThread(BaseAgentThread):
             return run, None
         pending = (run.provider_details or {}).get("pending")
         if pending:
-            raw_api = self._responses.with_raw_response
+            raw_api = self._responses
             raw = await self._call(lambda: raw_api.retrieve(pending), run_id=run.id, resource="run")
-            fresh = await self._absorb(run, _dump(raw.parse()))
+            fresh = await self._absorb(run, _dump(raw))
             return fresh, poll_after_seconds(raw.headers)
         if (
             run.status in (RunStatus.QUEUED, RunStatus.IN_PROGRESS)
@@ -1434,7 +1446,7 @@ class ConversationThread(_RunsThread):
 
     def __init__(self, thread_id: str, owner: Any) -> None:
         super().__init__(thread_id, owner)
-        self._conversations = owner.client.conversations
+        self._conversations = owner.client.conversations.with_raw_response
 
     # -- record ----------------------------------------------------------------------------
     async def _ensure_record(self) -> None:
@@ -1557,7 +1569,7 @@ class ConversationThread(_RunsThread):
             lambda: ci.create(self.id, items=items),
             resource="thread",
         )
-        return [_dump(x) for x in created.data]
+        return list(_dump(created).get("data") or [])
 
     async def append_messages(self, messages: Sequence[Message]) -> list[Message]:
         """Add messages as conversation items, in order, up to 20 items per request.
@@ -1661,7 +1673,8 @@ class ConversationThread(_RunsThread):
                     f"{self.backend}: no item {after} in conversation {self.id}"
                 ) from exc
             raise
-        return [_dump(x) for x in page.data], bool(page.has_more)
+        body = _dump(page)
+        return list(body.get("data") or []), bool(body.get("has_more"))
 
     async def get_message(self, message_id: str) -> Message:
         ci = self._conversations.items
@@ -1688,13 +1701,13 @@ class ConversationThread(_RunsThread):
 
     async def info(self) -> ThreadInfo:
         conv = self._conversations
-        got = await self._call(lambda: conv.retrieve(self.id), resource="thread")
-        created = int(getattr(got, "created_at", 0) or 0)
+        got = _dump(await self._call(lambda: conv.retrieve(self.id), resource="thread"))
+        created = int(got.get("created_at") or 0)
         return ThreadInfo(
-            id=got.id,
+            id=str(got["id"]),
             created_at=created,
             updated_at=created,
-            metadata={str(k): str(v) for k, v in dict(got.metadata or {}).items()},
+            metadata={str(k): str(v) for k, v in dict(got.get("metadata") or {}).items()},
         )
 
     def _service_ids(self) -> dict[str, str]:
