@@ -16,6 +16,8 @@ from typing import Any
 import msgspec
 
 from threadkit.errors import ServiceError, UnsupportedOperation, ValidationError
+from threadkit.stores.base import check_metadata
+from threadkit.thread import Content, normalize_content
 from threadkit.types import (
     Agent,
     Attachment,
@@ -26,6 +28,7 @@ from threadkit.types import (
     ImageUrlContent,
     Message,
     ReasoningContent,
+    Role,
     Run,
     RunStep,
     TextContent,
@@ -37,7 +40,9 @@ from threadkit.types import (
 
 __all__ = [
     "agent_fingerprint",
+    "check_writable",
     "content_to_service",
+    "message_body",
     "message_from_service",
     "run_from_service",
     "run_options_to_service",
@@ -91,6 +96,48 @@ def content_to_service(backend: str, parts: Sequence[ContentPart]) -> list[dict[
             case _:  # pragma: no cover - exhaustive over ContentPart
                 raise ValidationError(f"unknown content part {type(p).__name__}")
     return out
+
+
+def message_body(
+    backend: str,
+    role: Role,
+    content: Content,
+    *,
+    attachments: Sequence[Attachment] | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The create-message request body (``role``, ``content``, ``attachments``, ``metadata``).
+
+    Raises:
+        UnsupportedOperation: a role other than user/assistant, or content the thread cannot
+            hold (see :func:`content_to_service`).
+        ValidationError: bad content or metadata.
+    """
+    if role not in ("user", "assistant"):
+        raise UnsupportedOperation(backend, f"{role!r} messages", "use 'user' or 'assistant'")
+    body: dict[str, Any] = {
+        "role": role,
+        "content": content_to_service(backend, normalize_content(role, content)),
+    }
+    if attachments:
+        body["attachments"] = [{"file_id": a.file_id, "tools": a.tools} for a in attachments]
+    meta = check_metadata(metadata)
+    if meta:
+        body["metadata"] = meta
+    return body
+
+
+def check_writable(backend: str, messages: Sequence[Message]) -> None:
+    """Refuse, before anything is written, messages an Assistants-model thread cannot hold.
+
+    Raises:
+        UnsupportedOperation: a role other than user/assistant, or a tool call, tool result,
+            reasoning or file part.
+    """
+    for m in messages:
+        if m.role not in ("user", "assistant"):
+            raise UnsupportedOperation(backend, f"{m.role!r} messages")
+        content_to_service(backend, m.content)
 
 
 def _content_from_service(

@@ -30,7 +30,8 @@ from threadkit._extras import require
 from threadkit._ids import now
 from threadkit.adapters._assistants_model import (
     agent_fingerprint,
-    content_to_service,
+    check_writable,
+    message_body,
     message_from_service,
     run_from_service,
     run_options_to_service,
@@ -52,7 +53,7 @@ from threadkit.errors import (
 )
 from threadkit.snapshot import FORMAT, VERSION, Snapshot, encode_snapshot
 from threadkit.stores.base import check_metadata
-from threadkit.thread import BaseAgentThread, Content, Order, PollPolicy, normalize_content
+from threadkit.thread import BaseAgentThread, Content, Order, PollPolicy
 from threadkit.types import (
     Agent,
     Attachment,
@@ -338,17 +339,7 @@ class AssistantsThread(BaseAgentThread):
         attachments: Sequence[Attachment] | None = None,
         metadata: Mapping[str, str] | None = None,
     ) -> Message:
-        if role not in ("user", "assistant"):
-            raise UnsupportedOperation(
-                self.backend, f"{role!r} messages", "use 'user' or 'assistant'"
-            )
-        parts = content_to_service(self.backend, normalize_content(role, content))
-        body: dict[str, Any] = {"role": role, "content": parts}
-        if attachments:
-            body["attachments"] = [{"file_id": a.file_id, "tools": a.tools} for a in attachments]
-        meta = check_metadata(metadata)
-        if meta:
-            body["metadata"] = meta
+        body = message_body(self.backend, role, content, attachments=attachments, metadata=metadata)
         m = self._threads.messages
         created = await self._call(lambda: m.create(self.id, **body), resource="thread")
         return message_from_service(_json(created))
@@ -360,10 +351,7 @@ class AssistantsThread(BaseAgentThread):
             UnsupportedOperation: a tool call, tool result, reasoning or file part, or a role
                 other than user/assistant; checked before anything is written.
         """
-        for m in messages:  # check everything first: nothing is written on refusal
-            if m.role not in ("user", "assistant"):
-                raise UnsupportedOperation(self.backend, f"{m.role!r} messages")
-            content_to_service(self.backend, m.content)
+        check_writable(self.backend, messages)  # nothing is written on refusal
         return [
             await self.add_message(
                 m.role, m.content, attachments=m.attachments, metadata=m.metadata
