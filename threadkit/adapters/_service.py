@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from threadkit.errors import (
     ActiveRunError,
     AuthenticationError,
+    BackendMismatchError,
     ConfigError,
     InvalidRunStateError,
     MessageNotFoundError,
@@ -29,6 +30,7 @@ from threadkit.types import RunStatus, RunStepStatus
 __all__ = [
     "LOOPBACK_HOSTS",
     "check_endpoint",
+    "check_snapshot_origin",
     "is_loopback",
     "map_run_status",
     "map_step_status",
@@ -78,6 +80,43 @@ def check_endpoint(url: str, *, allow_insecure_loopback: bool, key: str = "endpo
             key=key,
         )
     return url
+
+
+def check_snapshot_origin(
+    snapshot: Any,
+    *,
+    kind: str,
+    setting: str,
+    configured: str,
+    noun: str = "service",
+) -> None:
+    """Refuse a snapshot made by another backend kind or for another service address.
+
+    Args:
+        snapshot: the decoded :class:`~threadkit.snapshot.Snapshot`.
+        kind: this backend's kind (``"assistants"``...).
+        setting: the snapshot setting naming the service (``"base_url"``, ``"endpoint"``).
+        configured: this backend's value of it; compared without trailing slashes.
+        noun: what the address is, for the message (``service``, ``endpoint``, ``project``).
+
+    Raises:
+        BackendMismatchError: the snapshot's backend kind differs, or both addresses are known
+            and differ (resuming there would find no such thread, or another one).
+    """
+    if snapshot.backend != kind:
+        raise BackendMismatchError(
+            f"this snapshot was made by the {snapshot.backend!r} backend, not {kind!r}",
+            expected=snapshot.backend,
+            configured=kind,
+        )
+    theirs = str(snapshot.settings.get(setting) or "").rstrip("/")
+    ours = configured.rstrip("/")
+    if theirs and ours and theirs != ours:
+        raise BackendMismatchError(
+            f"thread {snapshot.thread_id} lives at {theirs}; the configured {noun} is {ours}",
+            expected=theirs,
+            configured=ours,
+        )
 
 
 _RUN_STATUSES = {s.value: s for s in RunStatus}

@@ -40,12 +40,12 @@ from threadkit.adapters._assistants_model import (
 )
 from threadkit.adapters._service import (
     check_endpoint,
+    check_snapshot_origin,
     poll_after_seconds,
     raise_for_status_error,
 )
 from threadkit.config import Config
 from threadkit.errors import (
-    BackendMismatchError,
     ConfigError,
     ServiceError,
     UnsupportedOperation,
@@ -245,20 +245,12 @@ class AssistantsBackend:
             BackendMismatchError: another backend kind or another service made the snapshot.
             ThreadNotFoundError: the service no longer has the thread.
         """
-        if snapshot.backend != self.kind:
-            raise BackendMismatchError(
-                f"this snapshot was made by the {snapshot.backend!r} backend, not {self.kind!r}",
-                expected=snapshot.backend,
-                configured=self.kind,
-            )
-        theirs = str(snapshot.settings.get("base_url", "")).rstrip("/")
-        ours = str(self._settings.get("base_url", "")).rstrip("/")
-        if theirs and ours and theirs != ours:
-            raise BackendMismatchError(
-                f"thread {snapshot.thread_id} lives at {theirs}; the configured service is {ours}",
-                expected=theirs,
-                configured=ours,
-            )
+        check_snapshot_origin(
+            snapshot,
+            kind=self.kind,
+            setting="base_url",
+            configured=str(self._settings.get("base_url", "")),
+        )
         return await self.get_thread(snapshot.thread_id)
 
     async def assistant_id(self, agent: Agent | None) -> str:

@@ -70,6 +70,7 @@ from threadkit.adapters._assistants_model import (
 )
 from threadkit.adapters._service import (
     check_endpoint,
+    check_snapshot_origin,
     is_loopback,
     poll_after_seconds,
     raise_for_status_error,
@@ -77,7 +78,6 @@ from threadkit.adapters._service import (
 from threadkit.config import Config
 from threadkit.errors import (
     AuthenticationError,
-    BackendMismatchError,
     ConfigError,
     ServiceError,
     ThreadNotFoundError,
@@ -680,20 +680,13 @@ class FoundryBackend:
             BackendMismatchError: another backend kind or another endpoint made the snapshot.
             ThreadNotFoundError: the service no longer has the thread.
         """
-        if snapshot.backend != self.kind:
-            raise BackendMismatchError(
-                f"this snapshot was made by the {snapshot.backend!r} backend, not {self.kind!r}",
-                expected=snapshot.backend,
-                configured=self.kind,
-            )
-        theirs = _norm(str(snapshot.settings.get("endpoint") or ""))
-        ours = self.endpoint
-        if theirs and ours and theirs != ours:
-            raise BackendMismatchError(
-                f"thread {snapshot.thread_id} lives at {theirs}; the configured endpoint is {ours}",
-                expected=theirs,
-                configured=ours,
-            )
+        check_snapshot_origin(
+            snapshot,
+            kind=self.kind,
+            setting="endpoint",
+            configured=self.endpoint,
+            noun="endpoint",
+        )
         return await self.get_thread(snapshot.thread_id)
 
     async def service_agent_id(self, agent: Agent | None) -> str:

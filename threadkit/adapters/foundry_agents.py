@@ -49,11 +49,15 @@ from threadkit.adapters._responses_model import (
     response_format_to_text,
     tools_to_request,
 )
-from threadkit.adapters._service import check_endpoint, is_loopback, raise_for_status_error
+from threadkit.adapters._service import (
+    check_endpoint,
+    check_snapshot_origin,
+    is_loopback,
+    raise_for_status_error,
+)
 from threadkit.adapters.responses import ConversationThread, ResponsesBackend
 from threadkit.config import Config
 from threadkit.errors import (
-    BackendMismatchError,
     ConfigError,
     ServiceError,
     UnsupportedOperation,
@@ -341,20 +345,9 @@ class FoundryAgentsBackend(ResponsesBackend):
         return FoundryAgentsThread(thread_id, self)
 
     def _check_snapshot(self, snapshot: Snapshot) -> None:
-        if snapshot.backend != self.kind:
-            raise BackendMismatchError(
-                f"this snapshot was made by the {snapshot.backend!r} backend, not {self.kind!r}",
-                expected=snapshot.backend,
-                configured=self.kind,
-            )
-        theirs = str(snapshot.settings.get("endpoint", "")).rstrip("/")
-        if theirs and theirs != self.endpoint:
-            raise BackendMismatchError(
-                f"conversation {snapshot.thread_id} lives at {theirs}; the configured project "
-                f"is {self.endpoint}",
-                expected=theirs,
-                configured=self.endpoint,
-            )
+        check_snapshot_origin(
+            snapshot, kind=self.kind, setting="endpoint", configured=self.endpoint, noun="project"
+        )
 
     # -- agents ----------------------------------------------------------------------------
     async def project_call(self, make: Callable[[dict[str, Any]], Awaitable[T]]) -> T:

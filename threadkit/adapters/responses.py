@@ -87,7 +87,12 @@ from threadkit.adapters._responses_model import (
     tools_to_request,
     usage_from_response,
 )
-from threadkit.adapters._service import check_endpoint, poll_after_seconds, raise_for_status_error
+from threadkit.adapters._service import (
+    check_endpoint,
+    check_snapshot_origin,
+    poll_after_seconds,
+    raise_for_status_error,
+)
 from threadkit.config import Config
 from threadkit.engine import match_tool_outputs
 from threadkit.errors import (
@@ -489,20 +494,12 @@ class ResponsesBackend:
         return thread
 
     def _check_snapshot(self, snapshot: Snapshot) -> None:
-        if snapshot.backend != self.kind:
-            raise BackendMismatchError(
-                f"this snapshot was made by the {snapshot.backend!r} backend, not {self.kind!r}",
-                expected=snapshot.backend,
-                configured=self.kind,
-            )
-        theirs = str(snapshot.settings.get("base_url", "")).rstrip("/")
-        ours = str(self._settings.get("base_url", "")).rstrip("/")
-        if theirs and ours and theirs != ours:
-            raise BackendMismatchError(
-                f"thread {snapshot.thread_id} lives at {theirs}; the configured service is {ours}",
-                expected=theirs,
-                configured=ours,
-            )
+        check_snapshot_origin(
+            snapshot,
+            kind=self.kind,
+            setting="base_url",
+            configured=str(self._settings.get("base_url", "")),
+        )
         mode = str(snapshot.settings.get("responses_mode", "previous_response_id"))
         if (mode == "conversation") != self.conversational:
             raise BackendMismatchError(
